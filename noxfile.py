@@ -1,0 +1,64 @@
+"""``nox`` runs tests, lint and typecheck; ``nox -s demo`` runs the demo; bench and build on demand."""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+TYPED_PATHS = ["src", "examples", "typing_tests", "benchmarks", "tests", "noxfile.py"]
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the project with its testing extra and the tools of ``groups``."""
+    session.install(".[testing]")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite against real nats-servers started by the package's pytest plugin."""
+    install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check lint and formatting with ruff."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Run mypy --strict on the package, examples, typing tests, benchmarks, tests and this file."""
+    install(session, "typecheck")
+    session.run("mypy", "--exclude", "typing_tests/bad/", *TYPED_PATHS)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the end-to-end demo on an embedded nats-server (the README's main command)."""
+    session.install(".[testing]")
+    session.run("python", "examples/standalone_nats/demo.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark the publisher and listener against raw nats-py and FastStream on one server."""
+    install(session, "bench")
+    session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel into dist/ and check them with twine."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "build"))
+    session.run("python", "-m", "build", "--outdir", "dist")
+    session.run("twine", "check", "--strict", "dist/*")

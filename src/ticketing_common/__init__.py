@@ -1,0 +1,59 @@
+"""Typed event contracts and JetStream publisher/listener bases for the ticketing microservices."""
+
+from __future__ import annotations
+
+from ticketing_common._connection import NatsWrapper, nats_wrapper
+from ticketing_common._deadletter import dead_letter_subject
+from ticketing_common._events import (
+    Event,
+    ExpirationCompleteEvent,
+    JsDatetime,
+    OrderCancelledEvent,
+    OrderCancelledTicket,
+    OrderCreatedEvent,
+    OrderCreatedTicket,
+    PaymentCreatedEvent,
+    TicketCreatedEvent,
+    TicketUpdatedEvent,
+    VersionedEvent,
+)
+from ticketing_common._listener import BaseListener
+from ticketing_common._publisher import BasePublisher
+from ticketing_common._streams import (
+    DEAD_LETTERS_STREAM,
+    EVENTS_STREAM,
+    Streams,
+    ensure_stream,
+)
+from ticketing_common._subjects import OrderStatus, Subjects
+from ticketing_common._version import __version__
+from ticketing_common.errors import NotConnectedError, PublishError, TicketingError
+
+__all__ = [
+    "DEAD_LETTERS_STREAM",
+    "EVENTS_STREAM",
+    "BaseListener",
+    "BasePublisher",
+    "Event",
+    "ExpirationCompleteEvent",
+    "JsDatetime",
+    "NatsWrapper",
+    "NotConnectedError",
+    "OrderCancelledEvent",
+    "OrderCancelledTicket",
+    "OrderCreatedEvent",
+    "OrderCreatedTicket",
+    "OrderStatus",
+    "PaymentCreatedEvent",
+    "PublishError",
+    "Streams",
+    "Subjects",
+    "TicketCreatedEvent",
+    "TicketUpdatedEvent",
+    "TicketingError",
+    "VersionedEvent",
+    "__version__",
+    "dead_letter_subject",
+    "ensure_stream",
+    "nats_wrapper",
+]

@@ -1,0 +1,258 @@
+"""BaseListener: consume one kind of event from a durable JetStream consumer shared by a queue group."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import weakref
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+import nats.errors
+import nats.js.errors
+import pydantic
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from ticketing_common._binding import bind_event_type
+from ticketing_common._deadletter import send_to_dead_letters
+from ticketing_common._events import Event
+from ticketing_common._pull import ContinuousPull
+from ticketing_common._streams import EVENTS_STREAM
+from ticketing_common._subjects import Subjects
+
+E = TypeVar("E", bound=Event)
+
+logger = logging.getLogger("ticketing_common.listener")
+
+# Listeners that are consuming, so that closing the connection holder can stop them first.
+_listening: weakref.WeakSet[BaseListener[Any]] = weakref.WeakSet()
+
+
+def listening_on(client: Client) -> list[BaseListener[Any]]:
+    """Return the listeners consuming through ``client``."""
+    return [listener for listener in _listening if listener.client is client]
+
+
+class BaseListener(abc.ABC, Generic[E]):
+    """Consumes events of type ``E`` with a durable consumer that all replicas of a service share.
+
+    Example::
+
+        class OrderCreatedListener(BaseListener[OrderCreatedEvent]):
+            queue_group_name = "tickets-service"
+
+            async def on_message(self, data: OrderCreatedEvent, msg: Msg) -> None:
+                ...  # apply the event
+                await msg.ack()
+
+    ``on_message`` acks itself (manual acks). If it raises, the event is nak'ed and redelivered after a
+    growing delay; an event whose body is not a valid ``E`` never reaches it and goes to the dead
+    letters at once; an event that failed ``max_deliver`` times goes there too.
+
+    Class options:
+        queue_group_name: the service's name; each event reaches one replica of each queue group.
+        ack_wait: seconds JetStream waits for the ack of a delivery before redelivering it (original: 5).
+        max_deliver: deliveries of one event before it is given up on and dead-lettered.
+        concurrency: events handled at once by this replica; 1 keeps the stream's order.
+        prefetch: events requested ahead of the handlers (default: enough to keep them busy).
+        redelivery_delay / max_redelivery_delay: the nak delay after the first failure, doubled after
+            each further one, up to the maximum.
+    """
+
+    event_type: ClassVar[type[Event]]
+    subject: ClassVar[Subjects]
+    queue_group_name: ClassVar[str]
+    ack_wait: ClassVar[float] = 5.0
+    max_deliver: ClassVar[int] = 10
+    concurrency: ClassVar[int] = 1
+    prefetch: ClassVar[int | None] = None
+    redelivery_delay: ClassVar[float] = 1.0
+    max_redelivery_delay: ClassVar[float] = 60.0
+    stream: ClassVar[str] = EVENTS_STREAM
+    dead_letter_deadline: ClassVar[float] = 10.0
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        event_type = bind_event_type(cls, BaseListener)
+        if event_type is not None:
+            cls.event_type = event_type
+            cls.subject = event_type.subject
+
+    def __init__(self, client: Client, *, js: JetStreamContext | None = None) -> None:
+        cls = type(self)
+        if not hasattr(cls, "event_type"):
+            raise TypeError(
+                f"{cls.__qualname__} is not bound to an event type: subclass BaseListener[SomeEvent]"
+            )
+        if not getattr(cls, "queue_group_name", ""):
+            raise TypeError(f"{cls.__qualname__} must set queue_group_name")
+        if cls.concurrency < 1 or cls.max_deliver < 1 or cls.ack_wait <= 0:
+            raise ValueError(f"{cls.__qualname__}: concurrency and max_deliver must be >= 1, ack_wait > 0")
+        self.client = client
+        self._js = js if js is not None else client.jetstream()
+        self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
+        # Delivered and not finished: kept alive with in-progress acks until the handler is done.
+        self._in_hand: dict[int, Msg] = {}
+        self._pull = ContinuousPull(
+            client,
+            self._js,
+            cls.stream,
+            self.consumer_config(),
+            deliver=self._deliver,
+            in_hand=self._in_hand.__len__,
+            prefetch=cls.prefetch or max(32, 8 * cls.concurrency),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def durable_name(self) -> str:
+        """The durable consumer's name: the queue group, and the subject (a group consumes several)."""
+        return f"{self.queue_group_name}_{self.subject.value.replace(':', '_')}"
+
+    def consumer_config(self) -> ConsumerConfig:
+        """Return the durable consumer's configuration; override to tune what the options do not cover."""
+        return ConsumerConfig(
+            durable_name=self.durable_name,
+            description=f"{self.queue_group_name} listening to {self.subject.value}",
+            filter_subject=self.subject.value,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            # One delivery more than the handler gets: a last attempt that never finished (the process
+            # died, the handler never acked) is then dead-lettered instead of dropped by the server.
+            max_deliver=self.max_deliver + 1,
+        )
+
+    @abc.abstractmethod
+    async def on_message(self, data: E, msg: Msg) -> None:
+        """Handle one event, then ``await msg.ack()``; raise to have it redelivered."""
+
+    async def listen(self) -> None:
+        """Create or update the durable consumer and start consuming; return once it is active.
+
+        Raises:
+            nats.js.errors.NotFoundError: the stream does not exist (call ``ensure_stream`` first).
+        """
+        if self._tasks:
+            raise RuntimeError(f"{type(self).__qualname__} is already listening")
+        try:
+            await self._pull.start()
+        except nats.js.errors.NotFoundError as error:
+            error.add_note(f"Does stream {self.stream!r} exist? Call ensure_stream(js) at start-up.")
+            raise
+        name = type(self).__qualname__
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"{name} worker") for _ in range(self.concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._keep_alive(), name=f"{name} keep-alive"))
+        _listening.add(self)
+        logger.info("listening to %s as %s", self.subject, self.durable_name)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop consuming: let the events being handled finish (up to ``timeout``, default ``ack_wait``).
+
+        Events fetched but not started are nak'ed, so another replica gets them at once.
+        """
+        if not self._tasks:
+            return
+        _listening.discard(self)
+        await self._pull.stop()
+        while not self._queue.empty():
+            msg = self._queue.get_nowait()
+            if msg is not None:
+                self._in_hand.pop(id(msg), None)
+                await self._release(msg)
+        workers, keep_alive = self._tasks[:-1], self._tasks[-1]
+        self._tasks = []
+        for _ in workers:
+            self._queue.put_nowait(None)
+        _done, unfinished = await asyncio.wait(workers, timeout=self.ack_wait if timeout is None else timeout)
+        for task in (*unfinished, keep_alive):
+            task.cancel()
+        await asyncio.gather(*unfinished, keep_alive, return_exceptions=True)
+        for msg in list(self._in_hand.values()):
+            await self._release(msg)
+        self._in_hand.clear()
+
+    def _deliver(self, msg: Msg) -> None:
+        self._in_hand[id(msg)] = msg
+        self._queue.put_nowait(msg)
+
+    async def _work(self) -> None:
+        queue = self._queue
+        while (msg := await queue.get()) is not None:
+            try:
+                await self._handle(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Only the connection can fail here (ack/nak/dead letter): JetStream redelivers.
+                logger.exception("could not settle %s: it will be redelivered", msg.subject)
+            del self._in_hand[id(msg)]
+            await self._pull.finished()
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            # The class binds event_type to E, which a ClassVar cannot spell.
+            data = cast("E", self.event_type.model_validate_json(msg.data))
+        except pydantic.ValidationError as error:
+            await self._dead_letter(msg, f"invalid {self.event_type.__qualname__}: {error}")
+            return
+        deliveries = msg.metadata.num_delivered
+        if deliveries > self.max_deliver:
+            await self._dead_letter(
+                msg, f"not settled after {self.max_deliver} deliveries (ack_wait ran out)"
+            )
+            return
+        try:
+            await self.on_message(data, msg)
+        except Exception as error:
+            if msg.is_acked:
+                logger.exception("%s raised after settling %s", type(self).__qualname__, msg.subject)
+            elif deliveries >= self.max_deliver:
+                await self._dead_letter(msg, f"handler failed {deliveries} times, last: {error!r}")
+            else:
+                delay = min(self.redelivery_delay * 2 ** (deliveries - 1), self.max_redelivery_delay)
+                logger.warning(
+                    "%s failed on %s stream sequence %d, delivery %d: %r; redelivery in %.1f s",
+                    type(self).__qualname__,
+                    msg.subject,
+                    msg.metadata.sequence.stream,
+                    deliveries,
+                    error,
+                    delay,
+                    exc_info=error,
+                )
+                await msg.nak(delay=delay)
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        try:
+            await send_to_dead_letters(
+                self._js,
+                msg,
+                queue_group=self.queue_group_name,
+                reason=reason,
+                deadline=self.dead_letter_deadline,
+            )
+        except Exception:
+            logger.exception("could not dead-letter %s (%s); it stays to be redelivered", msg.subject, reason)
+            if not msg.is_acked:
+                await msg.nak(delay=self.max_redelivery_delay)
+
+    async def _keep_alive(self) -> None:
+        # Half of ack_wait leaves a round trip of margin before JetStream would redeliver.
+        while True:
+            await asyncio.sleep(self.ack_wait / 2)
+            for msg in list(self._in_hand.values()):
+                if not msg.is_acked:
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.in_progress()
+
+    async def _release(self, msg: Msg) -> None:
+        if not msg.is_acked and self.client.is_connected:
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()

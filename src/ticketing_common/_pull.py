@@ -1,0 +1,175 @@
+"""A continuous pull from a durable JetStream consumer: messages flow in as they are stored.
+
+nats-py offers ``fetch(batch, timeout)``, whose lingering request returns only once the batch is full or
+the timeout ends: a lone event would wait for the timeout. This keeps pull requests open instead (as the
+``Consume`` of the newer NATS clients does): up to ``prefetch`` messages are requested, each is handed
+on as soon as it arrives, more are asked for when half are done, and idle heartbeats tell a stalled
+request (server restart, leader change, deleted consumer) from a quiet stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+logger = logging.getLogger("ticketing_common.listener")
+
+_STATUS = "Status"
+_HEARTBEAT = "100"
+_NO_RESPONDERS = "503"
+_PENDING_MESSAGES = "Nats-Pending-Messages"
+
+
+class ContinuousPull:
+    """Keeps up to ``prefetch`` messages of one durable pull consumer on their way to ``deliver``.
+
+    ``in_hand()`` says how many delivered messages are not finished yet: they count against
+    ``prefetch``, so that no more is fetched than the listener can handle before ``ack_wait`` runs out.
+    Call ``finished()`` after each, to ask for more.
+    """
+
+    def __init__(  # noqa: PLR0913 - the consumer, where messages go, and the three timings
+        self,
+        client: Client,
+        js: JetStreamContext,
+        stream: str,
+        config: ConsumerConfig,
+        *,
+        deliver: Callable[[Msg], None],
+        in_hand: Callable[[], int],
+        prefetch: int,
+        expires: float = 30.0,
+        idle_heartbeat: float = 1.0,
+    ) -> None:
+        if config.durable_name is None:
+            raise ValueError("a continuous pull needs a durable consumer")
+        self._client = client
+        self._js = js
+        self._stream = stream
+        self._config = config
+        self._deliver = deliver
+        self._in_hand = in_hand
+        self._prefetch = prefetch
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{config.durable_name}"
+        self._request_template = {
+            "expires": int(expires * 1e9),
+            "idle_heartbeat": int(idle_heartbeat * 1e9),
+        }
+        self._idle_heartbeat = idle_heartbeat
+        self._outstanding = 0
+        self._last_seen = time.monotonic()
+        self._inbox = ""
+        self._subscription: Subscription | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Create or update the consumer, then start pulling."""
+        await self.ensure_consumer()
+        self._inbox = self._client.new_inbox()
+        self._subscription = await self._client.subscribe(self._inbox, cb=self._on_inbox)
+        await self._refill()
+        self._watchdog = asyncio.create_task(self._watch(), name=f"pull watchdog {self._config.durable_name}")
+
+    async def stop(self) -> None:
+        """Stop asking for messages; what is already on its way is redelivered after ``ack_wait``."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+        if self._subscription is not None and not self._client.is_closed:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+        self._subscription = None
+
+    async def ensure_consumer(self) -> None:
+        """Create the durable consumer, or update it to this configuration."""
+        await self._js.add_consumer(self._stream, self._config)
+
+    async def finished(self) -> None:
+        """Note that one delivered message is done with, and ask for more when half the window is free."""
+        await self._refill()
+
+    async def _refill(self) -> None:
+        wanted = self._prefetch - self._outstanding - self._in_hand()
+        # Ask in halves: one request per message would cost a round trip each.
+        if (
+            wanted < max(1, self._prefetch // 2)
+            or self._subscription is None
+            or not self._client.is_connected
+        ):
+            return
+        request = {"batch": wanted, **self._request_template}
+        self._outstanding += wanted
+        await self._client.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+
+    async def _on_inbox(self, msg: Msg) -> None:
+        self._last_seen = time.monotonic()
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is None:
+            self._outstanding -= 1
+            self._deliver(msg)
+            return
+        if status == _HEARTBEAT:
+            return
+        headers = msg.headers or {}
+        pending = headers.get(_PENDING_MESSAGES)
+        if status == _NO_RESPONDERS or pending is None:
+            # The consumer is not there (deleted, or the server is still starting): the watchdog
+            # recreates it and pulls again.
+            logger.warning(
+                "pull from %s/%s ended: %s %s",
+                self._stream,
+                self._config.durable_name,
+                status,
+                headers.get("Description", ""),
+            )
+            self._outstanding = 0
+            self._last_seen = 0.0
+            return
+        # An expired or interrupted request: what it did not deliver is no longer coming.
+        self._outstanding = max(0, self._outstanding - int(pending))
+        await self._refill()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._idle_heartbeat)
+            if self._outstanding == 0:
+                # No request is open, so no heartbeat is owed; a full window waits for finished().
+                self._last_seen = time.monotonic()
+                if self._in_hand() == 0:
+                    await self._restart()
+                continue
+            if time.monotonic() - self._last_seen > 2 * self._idle_heartbeat:
+                logger.info(
+                    "no heartbeat from %s/%s for %.1f s: pulling again",
+                    self._stream,
+                    self._config.durable_name,
+                    2 * self._idle_heartbeat,
+                )
+                self._outstanding = 0
+                await self._restart()
+
+    async def _restart(self) -> None:
+        if not self._client.is_connected:
+            return
+        try:
+            await self.ensure_consumer()
+        except (TimeoutError, nats.errors.Error) as error:
+            logger.warning(
+                "cannot recreate consumer %s/%s yet: %r", self._stream, self._config.durable_name, error
+            )
+            return
+        self._last_seen = time.monotonic()
+        await self._refill()

@@ -1,0 +1,351 @@
+"""BaseListener on a real JetStream: delivery, queue groups, redelivery, dead letters, keep-alive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+
+from conftest import WAIT, eventually, ticket, wait_until
+from ticketing_common import (
+    DEAD_LETTERS_STREAM,
+    EVENTS_STREAM,
+    BaseListener,
+    BasePublisher,
+    OrderCreatedEvent,
+    TicketCreatedEvent,
+    dead_letter_subject,
+)
+
+
+class TicketCreatedPublisher(BasePublisher[TicketCreatedEvent]):
+    """Publishes the events the listeners under test consume."""
+
+
+class Recorder(BaseListener[TicketCreatedEvent]):
+    """Records each event it is handed, with its delivery count, and acks it."""
+
+    queue_group_name = "recorder"
+    redelivery_delay = 0.05
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self.handled: list[tuple[str, int]] = []
+
+    async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+        """Record and ack."""
+        self.handled.append((data.id, msg.metadata.num_delivered))
+        await msg.ack()
+
+    @property
+    def ids(self) -> list[str]:
+        """The ids of the handled events, in order."""
+        return [event_id for event_id, _ in self.handled]
+
+
+async def publish(client: Client, count: int, *, start: int = 0) -> None:
+    publisher = TicketCreatedPublisher(client)
+    for number in range(start, start + count):
+        await publisher.publish(ticket(number))
+
+
+async def consumer_is_settled(js: JetStreamContext, consumer: str) -> bool:
+    info = await js.consumer_info(EVENTS_STREAM, consumer)
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+
+async def dead_letters(js: JetStreamContext) -> list[RawStreamMsg]:
+    info = await js.stream_info(DEAD_LETTERS_STREAM)
+    return [await js.get_msg(DEAD_LETTERS_STREAM, seq) for seq in range(1, info.state.messages + 1)]
+
+
+async def test_events_published_before_listening_are_delivered(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """Deliver all available: a new queue group gets the history first, then new events, in order."""
+    await publish(nats_client, 5)
+    listener = Recorder(nats_client)
+    await listener.listen()
+    await publish(nats_client, 5, start=5)
+    await wait_until(lambda: len(listener.handled) == 10)
+    await listener.close()
+    assert listener.ids == [f"t{n}" for n in range(10)]
+    assert await consumer_is_settled(jetstream, listener.durable_name)
+
+
+async def test_the_handler_gets_the_validated_model(nats_client: Client, jetstream: JetStreamContext) -> None:
+    """on_message receives the typed model equal to what was published."""
+    received: list[TicketCreatedEvent] = []
+
+    class Typed(Recorder):
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            received.append(data)
+            await msg.ack()
+
+    listener = Typed(nats_client)
+    await listener.listen()
+    await TicketCreatedPublisher(nats_client).publish(ticket(3))
+    await wait_until(lambda: len(received) == 1)
+    await listener.close()
+    assert received == [ticket(3)]
+
+
+async def test_two_replicas_of_a_queue_group_split_the_work(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """Each event reaches exactly one replica of a queue group: none lost, none twice, both busy."""
+    first, second = Recorder(nats_client), Recorder(nats_client)
+    await first.listen()
+    await second.listen()
+    await publish(nats_client, 300)
+    await wait_until(lambda: len(first.handled) + len(second.handled) >= 300)
+    await eventually(lambda: consumer_is_settled(jetstream, first.durable_name))
+    await first.close()
+    await second.close()
+    assert sorted(first.ids + second.ids) == sorted(f"t{n}" for n in range(300))
+    assert first.handled
+    assert second.handled
+
+
+async def test_every_queue_group_gets_every_event(nats_client: Client, jetstream: JetStreamContext) -> None:
+    """Two services (queue groups) each receive all events."""
+
+    class OtherService(Recorder):
+        queue_group_name = "other-service"
+
+    mine, theirs = Recorder(nats_client), OtherService(nats_client)
+    await mine.listen()
+    await theirs.listen()
+    await publish(nats_client, 20)
+    await wait_until(lambda: len(mine.handled) == 20 and len(theirs.handled) == 20)
+    await mine.close()
+    await theirs.close()
+    assert mine.ids == theirs.ids
+
+
+async def test_an_exception_in_the_handler_naks_and_redelivers(
+    nats_client: Client, jetstream: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler that raises gets the event again later; the failure is logged with its place."""
+
+    class FailsOnce(Recorder):
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            if msg.metadata.num_delivered == 1:
+                raise RuntimeError("database busy")
+            await super().on_message(data, msg)
+
+    listener = FailsOnce(nats_client)
+    await listener.listen()
+    await TicketCreatedPublisher(nats_client).publish(ticket(1))
+    await wait_until(lambda: len(listener.handled) == 1)
+    await listener.close()
+    assert listener.handled == [("t1", 2)]
+    failure = next(r for r in caplog.records if "database busy" in r.getMessage())
+    assert "ticket:created stream sequence 1, delivery 1" in failure.getMessage()
+
+
+async def test_an_invalid_event_goes_to_the_dead_letters_untouched(
+    nats_client: Client, jetstream: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bad JSON and a wrong field type never reach on_message: terminated, copied with the reason."""
+    listener = Recorder(nats_client)
+    await listener.listen()
+    await jetstream.publish("ticket:created", b"{not json")
+    await jetstream.publish("ticket:created", b'{"id":"t9","version":"1","title":"x","price":1,"userId":"u"}')
+    await publish(nats_client, 1)
+    await wait_until(lambda: len(listener.handled) == 1)
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
+    await listener.close()
+    assert listener.ids == ["t0"]
+    letters = await dead_letters(jetstream)
+    assert [letter.data for letter in letters] == [
+        b"{not json",
+        b'{"id":"t9","version":"1","title":"x","price":1,"userId":"u"}',
+    ]
+    assert {letter.subject for letter in letters} == {dead_letter_subject("recorder", "ticket:created")}
+    headers = [letter.headers or {} for letter in letters]
+    assert "Invalid JSON" in headers[0]["Ticketing-Dead-Letter-Reason"]
+    assert "version" in headers[1]["Ticketing-Dead-Letter-Reason"]
+    assert [
+        (h["Ticketing-Subject"], h["Ticketing-Stream-Sequence"], h["Ticketing-Deliveries"]) for h in headers
+    ] == [
+        ("ticket:created", "1", "1"),
+        ("ticket:created", "2", "1"),
+    ]
+    assert "dead letter: ticket:created stream sequence 1, delivery 1" in caplog.text
+
+
+async def test_an_event_that_keeps_failing_ends_in_the_dead_letters(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """After max_deliver failures the event is dead-lettered with the last error, not retried forever."""
+
+    class AlwaysFails(Recorder):
+        max_deliver = 3
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            self.handled.append((data.id, msg.metadata.num_delivered))
+            raise ValueError("poison")
+
+    listener = AlwaysFails(nats_client)
+    await listener.listen()
+    await TicketCreatedPublisher(nats_client).publish(ticket(1))
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
+    await listener.close()
+    assert listener.handled == [("t1", 1), ("t1", 2), ("t1", 3)]
+    (letter,) = await dead_letters(jetstream)
+    assert json.loads(letter.data or b"")["id"] == "t1"
+    headers = letter.headers or {}
+    assert headers["Ticketing-Deliveries"] == "3"
+    assert "handler failed 3 times, last: ValueError('poison')" in headers["Ticketing-Dead-Letter-Reason"]
+    assert headers["Ticketing-Original-Msg-Id"] == "ticket:created:t1:0"
+
+
+async def test_an_event_never_acked_ends_in_the_dead_letters(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """A handler that returns without acking gets max_deliver tries, then the event is dead-lettered."""
+
+    class NeverAcks(Recorder):
+        ack_wait = 0.4
+        max_deliver = 2
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            self.handled.append((data.id, msg.metadata.num_delivered))
+
+    listener = NeverAcks(nats_client)
+    await listener.listen()
+    await TicketCreatedPublisher(nats_client).publish(ticket(1))
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
+    await listener.close()
+    assert listener.handled == [("t1", 1), ("t1", 2)]
+    (letter,) = await dead_letters(jetstream)
+    assert "not settled after 2 deliveries" in (letter.headers or {})["Ticketing-Dead-Letter-Reason"]
+
+
+async def test_a_slow_handler_is_kept_alive_not_redelivered(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """A handler running three ack_waits is not redelivered under its feet, nor are events behind it."""
+
+    class Slow(Recorder):
+        ack_wait = 0.5
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            if data.id == "t0":
+                await asyncio.sleep(1.5)
+            await super().on_message(data, msg)
+
+    listener = Slow(nats_client)
+    await listener.listen()
+    await publish(nats_client, 3)
+    # A redelivery would arrive while t0 is handled and wait behind it, so "nothing in hand" sees it.
+    await wait_until(lambda: len(listener.handled) >= 3 and not listener._in_hand)
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
+    await listener.close()
+    assert listener.handled == [("t0", 1), ("t1", 1), ("t2", 1)]
+
+
+async def test_concurrency_runs_handlers_side_by_side(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """With concurrency = 4, four handlers are in progress at once."""
+    inside = 0
+    release = asyncio.Event()
+
+    class Parallel(Recorder):
+        concurrency = 4
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            nonlocal inside
+            inside += 1
+            await release.wait()
+            await super().on_message(data, msg)
+
+    listener = Parallel(nats_client)
+    await listener.listen()
+    await publish(nats_client, 8)
+    await wait_until(lambda: inside == 4)
+    release.set()
+    await wait_until(lambda: len(listener.handled) == 8)
+    await listener.close()
+    assert sorted(listener.ids) == sorted(f"t{n}" for n in range(8))
+
+
+async def test_close_hands_unstarted_events_to_another_replica(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """Events fetched but not started when a replica closes are nak'ed and go to the other replica."""
+    gate = asyncio.Event()
+
+    class Blocked(Recorder):
+        ack_wait = 30  # a redelivery by timeout would not come within the test's wait
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            await gate.wait()
+            await super().on_message(data, msg)
+
+    class Free(Blocked):
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            await Recorder.on_message(self, data, msg)
+
+    stuck = Blocked(nats_client)
+    await stuck.listen()
+    await publish(nats_client, 5)
+    await wait_until(lambda: len(stuck._in_hand) == 5)
+    closing = asyncio.create_task(stuck.close(timeout=WAIT))
+    free = Free(nats_client)
+    await free.listen()
+    await wait_until(lambda: len(free.handled) == 4)
+    gate.set()
+    await closing
+    await free.close()
+    assert sorted(stuck.ids + free.ids) == [f"t{n}" for n in range(5)]
+
+
+async def test_listening_without_a_stream_says_what_to_do(nats_client: Client) -> None:
+    """listen() before ensure_stream() raises the server's not-found error with a note on the fix."""
+    js = nats_client.jetstream()
+    for stream in await js.streams_info():
+        await js.delete_stream(stream.config.name or "")
+    with pytest.raises(nats.js.errors.NotFoundError) as caught:
+        await Recorder(nats_client).listen()
+    assert "ensure_stream" in "".join(caught.value.__notes__)
+
+
+def test_a_subject_that_disagrees_with_the_event_is_rejected() -> None:
+    """A listener declaring another subject than its event's fails when the class is defined."""
+    with pytest.raises(TypeError, match="declares subject"):
+
+        class Confused(BaseListener[OrderCreatedEvent]):
+            subject = "ticket:created"  # type: ignore[assignment]
+            queue_group_name = "x"
+
+            async def on_message(self, data: OrderCreatedEvent, msg: Msg) -> None:
+                await msg.ack()
+
+
+def test_a_listener_needs_a_queue_group(nats_client: Client) -> None:
+    """No queue group, no durable consumer: refused when made."""
+
+    class Nameless(BaseListener[OrderCreatedEvent]):
+        async def on_message(self, data: OrderCreatedEvent, msg: Msg) -> None:
+            await msg.ack()
+
+    with pytest.raises(TypeError, match="queue_group_name"):
+        Nameless(nats_client)
+
+
+def test_defaults_are_the_originals(nats_client: Client) -> None:
+    """ack_wait 5 s, deliver all available, explicit acks, a durable per queue group and subject."""
+    config = Recorder(nats_client).consumer_config()
+    assert (config.ack_wait, config.deliver_policy, config.ack_policy) == (5.0, "all", "explicit")
+    assert config.durable_name == "recorder_ticket_created"
+    assert config.filter_subject == "ticket:created"
+    assert config.max_deliver == Recorder.max_deliver + 1

@@ -1,0 +1,43 @@
+"""The public surface: what `import ticketing_common` offers is exactly its sorted __all__, typed."""
+
+from __future__ import annotations
+
+import importlib.resources
+import subprocess
+import sys
+
+import ticketing_common
+import ticketing_common.errors
+import ticketing_common.testing
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ lists every public name of the package, sorted, and nothing it lacks."""
+    public = {name for name in vars(ticketing_common) if not name.startswith("_") and not _is_module(name)}
+    assert set(ticketing_common.__all__) == public | {"__version__"}
+    assert ticketing_common.__all__ == sorted(ticketing_common.__all__, key=lambda n: (not n.isupper(), n))
+
+
+def test_public_modules_export_what_they_define() -> None:
+    """Errors and testing name their exports in __all__, and each exists."""
+    for module in (ticketing_common.errors, ticketing_common.testing):
+        assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_the_package_is_marked_typed() -> None:
+    """py.typed ships, so mypy uses the package's annotations."""
+    assert importlib.resources.files("ticketing_common").joinpath("py.typed").is_file()
+
+
+def test_the_core_import_stays_light() -> None:
+    """Importing the package loads neither pytest (the testing extra) nor any web framework."""
+    code = (
+        "import sys, ticketing_common; print(sorted({'pytest', 'fastapi', 'starlette'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
+    assert result.stdout.strip() == "[]"
+
+
+def _is_module(name: str) -> bool:
+    # Submodules and the __future__ feature are attributes of the package, not its API.
+    return type(getattr(ticketing_common, name)).__name__ in {"module", "_Feature"}

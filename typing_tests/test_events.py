@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, assert_type
+
+from ticketing_common import (
+    OrderCreatedEvent,
+    OrderStatus,
+    Subjects,
+    TicketCreatedEvent,
+    TicketUpdatedEvent,
+)
+
+
+def events(order: OrderCreatedEvent, ticket: TicketUpdatedEvent) -> None:
+    assert_type(TicketCreatedEvent.subject, Literal[Subjects.TICKET_CREATED])
+    assert_type(order.expires_at, datetime)
+    assert_type(order.status, OrderStatus)
+    assert_type(order.ticket.price, float)
+    assert_type(order.version, int)
+    assert_type(ticket.order_id, str | None)
+    assert_type(order.message_id(), str)
+    assert_type(OrderCreatedEvent.model_validate_json(b"{}"), OrderCreatedEvent)
