@@ -38,6 +38,7 @@ __all__ = ["NatsServer", "find_nats_server", "jetstream", "nats_client", "nats_s
 
 _LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
 _READY = "Server is ready"
+_VERSION = re.compile(r"Version:\s+(\S+)")
 
 
 def find_nats_server() -> str:
@@ -86,6 +87,8 @@ class NatsServer:
         )
         self.port = port
         self.log: deque[str] = deque(maxlen=500)
+        self.version = ""
+        """The server's version, as its log states it."""
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
 
@@ -128,6 +131,8 @@ class NatsServer:
             if not ready.is_set():
                 if match := _LISTENING.search(line):
                     self.port = int(match.group(1))
+                elif match := _VERSION.search(line):
+                    self.version = match.group(1)
                 elif _READY in line and self.port:
                     ready.set()
 

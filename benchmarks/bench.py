@@ -1,0 +1,325 @@
+"""Publisher and listener against raw nats-py and FastStream: same process, same server, same work.
+
+Every contender validates each event with the same pydantic model and acks it. Runs are interleaved
+(each repeat runs every contender once, in a shuffled order) and medians are reported, so drift of the
+machine hits all alike. Run: ``nox -s bench`` (``-- --quick`` for a short run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import platform
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+
+import nats
+from faststream.nats import JStream, NatsBroker
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from ticketing_common import EVENTS_STREAM, BaseListener, BasePublisher, TicketCreatedEvent, ensure_stream
+from ticketing_common.testing import NatsServer
+
+SUBJECT = "ticket:created"
+Timed = Callable[[Client, JetStreamContext, int], Awaitable[float]]
+
+
+def event(run: str, number: int) -> TicketCreatedEvent:
+    return TicketCreatedEvent(id=f"{run}-{number}", version=0, title="concert", price=20.0, user_id="u1")
+
+
+def parse(data: bytes) -> TicketCreatedEvent:
+    return TicketCreatedEvent.model_validate_json(data)
+
+
+class Publisher(BasePublisher[TicketCreatedEvent]):
+    """The package's publisher."""
+
+
+# Publish throughput: sequential publishes, each awaited until its PubAck. Returns seconds.
+
+
+async def publish_ours(client: Client, js: JetStreamContext, count: int) -> float:
+    publisher, run = Publisher(client, js=js), uuid.uuid4().hex
+    started = time.perf_counter()
+    for number in range(count):
+        await publisher.publish(event(run, number))
+    return time.perf_counter() - started
+
+
+async def publish_raw(client: Client, js: JetStreamContext, count: int) -> float:
+    run = uuid.uuid4().hex
+    started = time.perf_counter()
+    for number in range(count):
+        item = event(run, number)
+        await js.publish(SUBJECT, item.model_dump_json().encode(), headers={"Nats-Msg-Id": item.message_id()})
+    return time.perf_counter() - started
+
+
+async def publish_faststream(client: Client, js: JetStreamContext, count: int) -> float:
+    broker, run = (
+        NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None),
+        uuid.uuid4().hex,
+    )
+    await broker.connect()
+    started = time.perf_counter()
+    for number in range(count):
+        item = event(run, number)
+        await broker.publish(item, SUBJECT, stream=EVENTS_STREAM, headers={"Nats-Msg-Id": item.message_id()})
+    elapsed = time.perf_counter() - started
+    await broker.stop()
+    return elapsed
+
+
+# Consume throughput: `count` stored events, a new durable consumer, until all are validated and acked.
+
+
+async def fill(js: JetStreamContext, count: int) -> None:
+    await js.purge_stream(EVENTS_STREAM)
+    run = uuid.uuid4().hex
+    payloads = [event(run, n).model_dump_json().encode() for n in range(count)]
+    futures = [await js.publish_async(SUBJECT, payload) for payload in payloads]
+    await asyncio.gather(*futures)
+
+
+async def consume_ours(client: Client, js: JetStreamContext, count: int) -> float:
+    done = asyncio.Event()
+    seen = 0
+
+    class Listener(BaseListener[TicketCreatedEvent]):
+        queue_group_name = f"bench-{uuid.uuid4().hex[:8]}"
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            nonlocal seen
+            await msg.ack()
+            seen += 1
+            if seen == count:
+                done.set()
+
+    listener = Listener(client, js=js)
+    started = time.perf_counter()
+    await listener.listen()
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await listener.close()
+    await js.delete_consumer(EVENTS_STREAM, listener.durable_name)
+    return elapsed
+
+
+async def consume_raw_pull(client: Client, js: JetStreamContext, count: int) -> float:
+    durable = f"raw-pull-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    subscription = await js.pull_subscribe(SUBJECT, durable=durable, stream=EVENTS_STREAM)
+    seen = 0
+    while seen < count:
+        for msg in await subscription.fetch(batch=100, timeout=5):
+            parse(msg.data)
+            await msg.ack()
+            seen += 1
+    elapsed = time.perf_counter() - started
+    await subscription.unsubscribe()
+    await js.delete_consumer(EVENTS_STREAM, durable)
+    return elapsed
+
+
+async def consume_raw_push(client: Client, js: JetStreamContext, count: int) -> float:
+    done = asyncio.Event()
+    seen = 0
+
+    async def handle(msg: Msg) -> None:
+        nonlocal seen
+        parse(msg.data)
+        await msg.ack()
+        seen += 1
+        if seen == count:
+            done.set()
+
+    durable = f"raw-push-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    subscription = await js.subscribe(
+        SUBJECT, durable=durable, stream=EVENTS_STREAM, cb=handle, manual_ack=True
+    )
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await subscription.unsubscribe()
+    await js.delete_consumer(EVENTS_STREAM, durable)
+    return elapsed
+
+
+async def consume_faststream(client: Client, js: JetStreamContext, count: int) -> float:
+    done = asyncio.Event()
+    seen = 0
+    broker = NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None)
+    durable = f"faststream-{uuid.uuid4().hex[:8]}"
+
+    @broker.subscriber(SUBJECT, stream=JStream(EVENTS_STREAM, declare=False), durable=durable)
+    async def handle(body: TicketCreatedEvent) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == count:
+            done.set()
+
+    await broker.connect()
+    started = time.perf_counter()
+    await broker.start()
+    await done.wait()
+    elapsed = time.perf_counter() - started
+    await broker.stop()
+    await js.delete_consumer(EVENTS_STREAM, durable)
+    return elapsed
+
+
+CONTENDERS: dict[str, dict[str, Timed]] = {
+    "publish": {
+        "ticketing-common": publish_ours,
+        "raw nats-py": publish_raw,
+        "FastStream": publish_faststream,
+    },
+    "consume": {
+        "ticketing-common": consume_ours,
+        "raw nats-py pull": consume_raw_pull,
+        "raw nats-py push": consume_raw_push,
+        "FastStream": consume_faststream,
+    },
+}
+
+
+# Latency: one event at a time, from before the publish to the handler's first line.
+
+
+async def latency(kind: str, client: Client, js: JetStreamContext, count: int) -> list[float]:
+    await js.purge_stream(EVENTS_STREAM)
+    arrived: asyncio.Queue[float] = asyncio.Queue()
+    durable = f"lat-{uuid.uuid4().hex[:8]}"
+    stop: Callable[[], Awaitable[object]]
+    if kind == "ticketing-common":
+
+        class Listener(BaseListener[TicketCreatedEvent]):
+            queue_group_name = durable
+
+            async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+                arrived.put_nowait(time.perf_counter())
+                await msg.ack()
+
+        listener = Listener(client, js=js)
+        await listener.listen()
+        durable, stop = listener.durable_name, listener.close
+    elif kind == "raw nats-py push":
+
+        async def handle(msg: Msg) -> None:
+            parse(msg.data)
+            arrived.put_nowait(time.perf_counter())
+            await msg.ack()
+
+        subscription = await js.subscribe(
+            SUBJECT, durable=durable, stream=EVENTS_STREAM, cb=handle, manual_ack=True
+        )
+        stop = subscription.unsubscribe
+    elif kind == "raw nats-py pull":
+        pull = await js.pull_subscribe(SUBJECT, durable=durable, stream=EVENTS_STREAM)
+
+        async def loop() -> None:
+            while True:
+                try:
+                    messages = await pull.fetch(batch=1, timeout=5)
+                except TimeoutError:
+                    continue
+                for msg in messages:
+                    parse(msg.data)
+                    arrived.put_nowait(time.perf_counter())
+                    await msg.ack()
+
+        task = asyncio.create_task(loop())
+
+        async def stop_pull() -> None:
+            task.cancel()
+            await pull.unsubscribe()
+
+        stop = stop_pull
+    else:
+        broker = NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None)
+
+        @broker.subscriber(SUBJECT, stream=JStream(EVENTS_STREAM, declare=False), durable=durable)
+        async def on_event(body: TicketCreatedEvent) -> None:
+            arrived.put_nowait(time.perf_counter())
+
+        await broker.start()
+        stop = broker.stop
+    run, samples = uuid.uuid4().hex, []
+    for number in range(count):
+        started = time.perf_counter()
+        await js.publish(SUBJECT, event(run, number).model_dump_json().encode())
+        samples.append(await asyncio.wait_for(arrived.get(), 10) - started)
+    await stop()
+    await js.delete_consumer(EVENTS_STREAM, durable)
+    return samples
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def main(repeats: int, messages: int, latency_samples: int) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    with NatsServer() as server:
+        client = await nats.connect(server.url)
+        js = client.jetstream()
+        await ensure_stream(js)
+        print(
+            f"Python {platform.python_version()}, nats-server {server.version}, "
+            f"nats-py {version('nats-py')}, pydantic {version('pydantic')}, "
+            f"FastStream {version('faststream')}, ticketing-common {version('ticketing-common')}; "
+            f"{platform.machine()}, {repeats} interleaved repeats"
+        )
+        results: dict[str, dict[str, list[float]]] = {kind: {} for kind in CONTENDERS}
+        for _ in range(repeats):
+            for kind, contenders in CONTENDERS.items():
+                names = list(contenders)
+                random.shuffle(names)
+                for name in names:
+                    if kind == "consume":
+                        await fill(js, messages)
+                    seconds = await contenders[name](client, js, messages)
+                    results[kind].setdefault(name, []).append(messages / seconds)
+        latencies: dict[str, list[float]] = {}
+        kinds = ["ticketing-common", "raw nats-py push", "raw nats-py pull", "FastStream"]
+        for _ in range(repeats):
+            random.shuffle(kinds)
+            for kind in kinds:
+                latencies.setdefault(kind, []).extend(await latency(kind, client, js, latency_samples))
+        await client.close()
+
+    header = f"{'median':>9}{'min':>9}{'max':>9}{'/ best raw':>11}{'/ raw pull':>11}"
+    print(f"\n{'throughput (events/s)':<28}{header}")
+    for kind, by_name in results.items():
+        medians = {name: statistics.median(values) for name, values in by_name.items()}
+        best_raw = max(median for name, median in medians.items() if name.startswith("raw"))
+        pull = medians.get("raw nats-py pull", best_raw)
+        for name, values in by_name.items():
+            median = medians[name]
+            spread = f"{min(values):>9.0f}{max(values):>9.0f}"
+            ratios = f"{median / best_raw:>10.2f}x{median / pull:>10.2f}x"
+            print(f"{kind + ' ' + name:<28}{median:>9.0f}{spread}{ratios}")
+    print(f"\n{'latency publish->handler (us)':<34}{'p50':>10}{'p99':>10}{'p50 - raw push':>16}")
+    raw_p50 = percentile(latencies["raw nats-py push"], 0.5)
+    for name, values in latencies.items():
+        p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+        print(f"{name:<34}{p50 * 1e6:>10.0f}{p99 * 1e6:>10.0f}{(p50 - raw_p50) * 1e6:>+16.0f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run, to check the benchmark works")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        asyncio.run(main(repeats=1, messages=500, latency_samples=50))
+    else:
+        asyncio.run(main(repeats=5, messages=5000, latency_samples=300))
