@@ -22,6 +22,7 @@ from ticketing_common import (
     TicketCreatedEvent,
     dead_letter_subject,
 )
+from ticketing_common._listener import delivery_count
 
 
 class TicketCreatedPublisher(BasePublisher[TicketCreatedEvent]):
@@ -349,3 +350,17 @@ def test_defaults_are_the_originals(nats_client: Client) -> None:
     assert config.durable_name == "recorder_ticket_created"
     assert config.filter_subject == "ticket:created"
     assert config.max_deliver == Recorder.max_deliver + 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "$JS.ACK.TICKETING.recorder_ticket_created.3.41.40.1700000000000000000.7",
+        "$JS.ACK.hub.ACCHASH.TICKETING.recorder_ticket_created.3.41.40.1700000000000000000.7.rand",
+    ],
+    ids=["v1", "v2 with domain"],
+)
+def test_the_delivery_count_is_read_from_either_ack_subject_form(reply: str) -> None:
+    """The cheap delivery count agrees with nats-py's full metadata parse, in both ack subject forms."""
+    msg = Msg(_client=None, subject="ticket:created", reply=reply)  # type: ignore[arg-type]
+    assert delivery_count(msg) == msg.metadata.num_delivered == 3

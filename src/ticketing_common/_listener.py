@@ -37,16 +37,19 @@ def listening_on(client: Client) -> list[BaseListener[Any]]:
     return [listener for listener in _listening if listener.client is client]
 
 
+_V1_ACK_TOKENS = 9
+
+
 def delivery_count(msg: Msg) -> int:
     """Return how many times JetStream delivered ``msg``, read from its ack subject.
 
     ``msg.metadata`` parses the whole subject into dataclasses and a datetime: a quarter of the
     listener's own time per event, for one number.
     """
-    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>, or with
-    # <domain>.<account hash> after ACK in the newer form.
+    # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending> (9 tokens),
+    # or the newer form with <domain>.<account hash> after ACK, whose positions nats-py's Msg.Ack names.
     tokens = (msg.reply or "").split(".")
-    return int(tokens[4] if len(tokens) == 9 else tokens[8])
+    return int(tokens[4] if len(tokens) == _V1_ACK_TOKENS else tokens[Msg.Ack.NumDelivered])
 
 
 class BaseListener(abc.ABC, Generic[E]):
