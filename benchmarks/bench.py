@@ -39,6 +39,11 @@ def parse(data: bytes) -> TicketCreatedEvent:
     return TicketCreatedEvent.model_validate_json(data)
 
 
+def faststream_broker(client: Client) -> NatsBroker:
+    # FastStream logs every message at INFO by default, which would be timed with it.
+    return NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None)
+
+
 class Publisher(BasePublisher[TicketCreatedEvent]):
     """The package's publisher."""
 
@@ -65,7 +70,7 @@ async def publish_raw(client: Client, js: JetStreamContext, count: int) -> float
 
 async def publish_faststream(client: Client, js: JetStreamContext, count: int) -> float:
     broker, run = (
-        NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None),
+        faststream_broker(client),
         uuid.uuid4().hex,
     )
     await broker.connect()
@@ -156,7 +161,7 @@ async def consume_raw_push(client: Client, js: JetStreamContext, count: int) -> 
 async def consume_faststream(client: Client, js: JetStreamContext, count: int) -> float:
     done = asyncio.Event()
     seen = 0
-    broker = NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None)
+    broker = faststream_broker(client)
     durable = f"faststream-{uuid.uuid4().hex[:8]}"
 
     @broker.subscriber(SUBJECT, stream=JStream(EVENTS_STREAM, declare=False), durable=durable)
@@ -244,7 +249,7 @@ async def latency(kind: str, client: Client, js: JetStreamContext, count: int) -
 
         stop = stop_pull
     else:
-        broker = NatsBroker(client.connected_url.geturl() if client.connected_url else "", logger=None)
+        broker = faststream_broker(client)
 
         @broker.subscriber(SUBJECT, stream=JStream(EVENTS_STREAM, declare=False), durable=durable)
         async def on_event(body: TicketCreatedEvent) -> None:
