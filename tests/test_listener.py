@@ -75,9 +75,10 @@ async def test_events_published_before_listening_are_delivered(
     await listener.listen()
     await publish(nats_client, 5, start=5)
     await wait_until(lambda: len(listener.handled) == 10)
+    # An ack is fire-and-forget: the server applies it shortly after the handler returns.
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
     await listener.close()
     assert listener.ids == [f"t{n}" for n in range(10)]
-    assert await consumer_is_settled(jetstream, listener.durable_name)
 
 
 async def test_the_handler_gets_the_validated_model(nats_client: Client, jetstream: JetStreamContext) -> None:
