@@ -8,6 +8,7 @@ import sys
 
 import ticketing_common
 import ticketing_common.errors
+import ticketing_common.fastapi
 import ticketing_common.testing
 
 
@@ -19,9 +20,10 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_public_modules_export_what_they_define() -> None:
-    """Errors and testing name their exports in __all__, and each exists."""
-    for module in (ticketing_common.errors, ticketing_common.testing):
+    """errors, fastapi and testing name their exports in a sorted __all__, and each exists."""
+    for module in (ticketing_common.errors, ticketing_common.fastapi, ticketing_common.testing):
         assert all(hasattr(module, name) for name in module.__all__)
+        assert module.__all__ == sorted(module.__all__)
 
 
 def test_the_package_is_marked_typed() -> None:
@@ -30,9 +32,10 @@ def test_the_package_is_marked_typed() -> None:
 
 
 def test_the_core_import_stays_light() -> None:
-    """Importing the package loads neither pytest (the testing extra) nor any web framework."""
+    """Importing the package loads neither pytest (the testing extra) nor the fastapi extra."""
     code = (
-        "import sys, ticketing_common; print(sorted({'pytest', 'fastapi', 'starlette'} & set(sys.modules)))"
+        "import sys, ticketing_common; "
+        "print(sorted({'pytest', 'fastapi', 'starlette', 'jwt'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     assert result.stdout.strip() == "[]"

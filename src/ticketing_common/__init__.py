@@ -27,18 +27,37 @@ from ticketing_common._streams import (
 )
 from ticketing_common._subjects import OrderStatus, Subjects
 from ticketing_common._version import __version__
-from ticketing_common.errors import NotConnectedError, PublishError, TicketingError
+from ticketing_common.errors import (
+    BadRequestError,
+    ConfigurationError,
+    CustomError,
+    DatabaseConnectionError,
+    ErrorDetail,
+    NotAuthorizedError,
+    NotConnectedError,
+    NotFoundError,
+    PublishError,
+    RequestValidationError,
+    TicketingError,
+)
 
 __all__ = [
     "DEAD_LETTERS_STREAM",
     "EVENTS_STREAM",
+    "BadRequestError",
     "BaseListener",
     "BasePublisher",
+    "ConfigurationError",
+    "CustomError",
+    "DatabaseConnectionError",
+    "ErrorDetail",
     "Event",
     "ExpirationCompleteEvent",
     "JsDatetime",
     "NatsWrapper",
+    "NotAuthorizedError",
     "NotConnectedError",
+    "NotFoundError",
     "OrderCancelledEvent",
     "OrderCancelledTicket",
     "OrderCreatedEvent",
@@ -46,6 +65,7 @@ __all__ = [
     "OrderStatus",
     "PaymentCreatedEvent",
     "PublishError",
+    "RequestValidationError",
     "Streams",
     "Subjects",
     "TicketCreatedEvent",

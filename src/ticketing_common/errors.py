@@ -1,10 +1,21 @@
-"""Exceptions raised by ticketing-common.
+"""Exceptions raised by ticketing-common, and the HTTP errors services raise to answer a request.
 
 The whole tree::
 
     TicketingError
     ├── NotConnectedError (also a RuntimeError): the NATS client was used before connect() or after close()
-    └── PublishError: JetStream did not store an event (refused it, or gave no PubAck before the deadline)
+    ├── PublishError: JetStream did not store an event (refused it, or gave no PubAck before the deadline)
+    ├── ConfigurationError (also a ValueError): a setting a service needs at start-up is missing or invalid
+    └── CustomError (abstract): an error answered to an HTTP client as {"errors": [{"message", "field"?}]}
+        ├── BadRequestError(message)           400  [{message}]
+        ├── NotAuthorizedError()               401  [{"message": "Not authorized"}]
+        ├── NotFoundError()                    404  [{"message": "Not Found"}]
+        ├── RequestValidationError(errors)     400  one {message, field} per invalid field
+        └── DatabaseConnectionError()          500  [{"message": "Error connecting to database"}]
+
+The ``CustomError`` family carries the status codes and bodies of ``@sgtickets/common``, so a client cannot
+tell a Python service from a Node one by its errors. ``ticketing_common.fastapi.install_error_handlers``
+turns them into responses; nothing here depends on a web framework.
 
 Validation of an event is pydantic's own ``pydantic.ValidationError``: it is raised unchanged when an
 event model is built from bad data.
@@ -12,7 +23,25 @@ event model is built from bad data.
 
 from __future__ import annotations
 
-__all__ = ["NotConnectedError", "PublishError", "TicketingError"]
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, NotRequired, Self, TypedDict
+
+from pydantic import ValidationError
+
+__all__ = [
+    "BadRequestError",
+    "ConfigurationError",
+    "CustomError",
+    "DatabaseConnectionError",
+    "ErrorDetail",
+    "NotAuthorizedError",
+    "NotConnectedError",
+    "NotFoundError",
+    "PublishError",
+    "RequestValidationError",
+    "TicketingError",
+]
 
 
 class TicketingError(Exception):
@@ -35,3 +64,135 @@ class PublishError(TicketingError):
         super().__init__(message)
         self.subject = subject
         self.msg_id = msg_id
+
+
+class ConfigurationError(TicketingError, ValueError):
+    """A service's configuration (usually an environment variable) is missing or invalid."""
+
+
+class ErrorDetail(TypedDict):
+    """One entry of the ``errors`` list of an error body; ``field`` names the offending input, if any."""
+
+    message: str
+    field: NotRequired[str]
+
+
+class CustomError(TicketingError, ABC):
+    """An error that answers an HTTP request with ``status_code`` and ``{"errors": serialize_errors()}``."""
+
+    status_code: ClassVar[int]
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        """Refuse an abstract subclass: ``BaseException.__new__`` skips ABC's own check."""
+        if cls.__abstractmethods__:
+            missing = ", ".join(sorted(cls.__abstractmethods__))
+            raise TypeError(f"Can't instantiate abstract class {cls.__name__} without {missing}")
+        return super().__new__(cls, *args, **kwargs)
+
+    @abstractmethod
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """The entries of the response's ``errors`` list."""
+
+
+class BadRequestError(CustomError):
+    """The request cannot be served as asked (400), e.g. "Email in use"; the client sees the message."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": message}]``."""
+        return [{"message": self.message}]
+
+
+class NotAuthorizedError(CustomError):
+    """No signed-in user, or one who may not touch this resource (401)."""
+
+    status_code = 401
+
+    def __init__(self) -> None:
+        super().__init__("Not Authorized")
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "Not authorized"}]``."""
+        return [{"message": "Not authorized"}]
+
+
+class NotFoundError(CustomError):
+    """No such route or resource (404)."""
+
+    status_code = 404
+
+    def __init__(self) -> None:
+        super().__init__("Route not found")
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "Not Found"}]``."""
+        return [{"message": "Not Found"}]
+
+
+class DatabaseConnectionError(CustomError):
+    """The service's database cannot be reached (500)."""
+
+    status_code = 500
+    reason = "Error connecting to database"
+
+    def __init__(self) -> None:
+        super().__init__("Error connecting to db")
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "Error connecting to database"}]``."""
+        return [{"message": self.reason}]
+
+
+class RequestValidationError(CustomError):
+    """Some fields of the request are invalid (400): one ``{message, field}`` entry per problem."""
+
+    status_code = 400
+
+    def __init__(self, errors: Iterable[ErrorDetail]) -> None:
+        super().__init__("Invalid request parameters")
+        self.errors = list(errors)
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """The entries given at construction."""
+        return list(self.errors)
+
+    @classmethod
+    def from_pydantic(cls, errors: ValidationError | Iterable[Mapping[str, Any]]) -> Self:
+        """Build from pydantic's error details, naming each field as the client spelled it.
+
+        A location ``("ticket", "price")`` becomes ``"ticket.price"`` and ``("seats", 0)`` ``"seats[0]"``, the
+        notation of express-validator. A message raised by a validator (``ValueError("Title is required")``)
+        is passed on without pydantic's ``"Value error, "`` prefix.
+        """
+        details = errors.errors() if isinstance(errors, ValidationError) else errors
+        return cls(_entry(detail) for detail in details)
+
+
+def _entry(detail: Mapping[str, Any]) -> ErrorDetail:
+    entry: ErrorDetail = {"message": _message(detail)}
+    if field := _field_path(detail.get("loc", ())):
+        entry["field"] = field
+    return entry
+
+
+def _message(detail: Mapping[str, Any]) -> str:
+    context = detail.get("ctx") or {}
+    if detail.get("type") in {"value_error", "assertion_error"} and "error" in context:
+        return str(context["error"])
+    return str(detail.get("msg", "Invalid value"))
+
+
+def _field_path(location: Sequence[str | int]) -> str:
+    """Render a pydantic location as express-validator names a field: ``a.b[0].c``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
