@@ -14,8 +14,8 @@ TYPED_PATHS = ["src", "examples", "typing_tests", "benchmarks", "tests", "noxfil
 
 
 def install(session: nox.Session, *groups: str) -> None:
-    """Install the project with its testing and fastapi extras and the tools of ``groups``."""
-    session.install(".[testing,fastapi]")
+    """Install the project with its testing, fastapi and sqlalchemy extras and the tools of ``groups``."""
+    session.install(".[testing,fastapi,sqlalchemy]")
     for group in groups:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 

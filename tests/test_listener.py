@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import nats
 import pytest
@@ -23,6 +24,7 @@ from ticketing_common import (
     dead_letter_subject,
 )
 from ticketing_common._listener import delivery_count
+from ticketing_common.versioning import should_apply
 
 
 class TicketCreatedPublisher(BasePublisher[TicketCreatedEvent]):
@@ -150,6 +152,58 @@ async def test_an_exception_in_the_handler_naks_and_redelivers(
     assert listener.handled == [("t1", 2)]
     failure = next(r for r in caplog.records if "database busy" in r.getMessage())
     assert "ticket:created stream sequence 1, delivery 1" in failure.getMessage()
+
+
+async def test_an_out_of_order_event_waits_for_its_predecessor(
+    nats_client: Client, jetstream: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Version 1 published before version 0 is naked, redelivered after 0 is applied, then applied; no warning."""
+
+    seen: list[int] = []
+
+    class Replica(Recorder):
+        version: int | None = None
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            seen.append(data.version)
+            if should_apply(self.version, data.version, record=f"ticket {data.id}"):
+                self.version = data.version
+                self.handled.append((f"v{data.version}", msg.metadata.num_delivered))
+            await msg.ack()
+
+    listener = Replica(nats_client)
+    await listener.listen()
+    publisher = TicketCreatedPublisher(nats_client)
+    await publisher.publish(ticket(1, version=1))
+    await wait_until(lambda: seen == [1], what="version 1 seen first")
+    await publisher.publish(ticket(1, version=0))
+    await wait_until(lambda: len(listener.handled) == 2)
+    await listener.close()
+    assert [version for version, _ in listener.handled] == ["v0", "v1"]
+    assert listener.handled[1][1] >= 2
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+async def test_an_event_whose_predecessor_never_comes_is_dead_lettered(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """OutOfOrder until max_deliver: the event goes to the dead letters with the reason, not blocked forever."""
+
+    class Waits(Recorder):
+        max_deliver = 3
+        out_of_order_delay = 0.01
+
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            should_apply(None, data.version, record=f"ticket {data.id}")
+
+    listener = Waits(nats_client)
+    await listener.listen()
+    await TicketCreatedPublisher(nats_client).publish(ticket(1, version=4))
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
+    await listener.close()
+    [letter] = await dead_letters(jetstream)
+    reason = (letter.headers or {})["Ticketing-Dead-Letter-Reason"]
+    assert reason == "out of order after 3 deliveries: ticket t1: version 4 arrived with no replica yet"
 
 
 async def test_an_invalid_event_goes_to_the_dead_letters_untouched(

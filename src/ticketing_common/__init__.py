@@ -36,9 +36,11 @@ from ticketing_common.errors import (
     NotAuthorizedError,
     NotConnectedError,
     NotFoundError,
+    OutOfOrder,
     PublishError,
     RequestValidationError,
     TicketingError,
+    VersionConflictError,
 )
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "OrderCreatedEvent",
     "OrderCreatedTicket",
     "OrderStatus",
+    "OutOfOrder",
     "PaymentCreatedEvent",
     "PublishError",
     "RequestValidationError",
@@ -71,6 +74,7 @@ __all__ = [
     "TicketCreatedEvent",
     "TicketUpdatedEvent",
     "TicketingError",
+    "VersionConflictError",
     "VersionedEvent",
     "__version__",
     "dead_letter_subject",

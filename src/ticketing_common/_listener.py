@@ -23,6 +23,7 @@ from ticketing_common._events import Event
 from ticketing_common._pull import ContinuousPull
 from ticketing_common._streams import EVENTS_STREAM
 from ticketing_common._subjects import Subjects
+from ticketing_common.errors import OutOfOrder
 
 E = TypeVar("E", bound=Event)
 
@@ -77,6 +78,8 @@ class BaseListener(abc.ABC, Generic[E]):
             waiting are kept alive too, so a deep window costs no redeliveries.
         redelivery_delay / max_redelivery_delay: the nak delay after the first failure, doubled after
             each further one, up to the maximum.
+        out_of_order_delay: the first nak delay for an event that raised ``OutOfOrder`` (default 0.05 s:
+            its predecessor is usually being handled right now), doubled likewise.
     """
 
     event_type: ClassVar[type[Event]]
@@ -88,6 +91,7 @@ class BaseListener(abc.ABC, Generic[E]):
     prefetch: ClassVar[int | None] = None
     redelivery_delay: ClassVar[float] = 1.0
     max_redelivery_delay: ClassVar[float] = 60.0
+    out_of_order_delay: ClassVar[float] = 0.05
     stream: ClassVar[str] = EVENTS_STREAM
     dead_letter_deadline: ClassVar[float] = 10.0
 
@@ -226,6 +230,8 @@ class BaseListener(abc.ABC, Generic[E]):
             return
         try:
             await self.on_message(data, msg)
+        except OutOfOrder as early:
+            await self._wait_for_predecessor(msg, early, deliveries)
         except Exception as error:
             if msg.is_acked:
                 logger.exception("%s raised after settling %s", type(self).__qualname__, msg.subject)
@@ -244,6 +250,16 @@ class BaseListener(abc.ABC, Generic[E]):
                     exc_info=error,
                 )
                 await msg.nak(delay=delay)
+
+    async def _wait_for_predecessor(self, msg: Msg, early: OutOfOrder, deliveries: int) -> None:
+        if msg.is_acked:
+            logger.error("%s acked %s, then raised %s", type(self).__qualname__, msg.subject, early)
+        elif deliveries >= self.max_deliver:
+            await self._dead_letter(msg, f"out of order after {deliveries} deliveries: {early}")
+        else:
+            delay = min(self.out_of_order_delay * 2 ** (deliveries - 1), self.max_redelivery_delay)
+            logger.debug("%s: %s; redelivery in %.2f s", msg.subject, early, delay)
+            await msg.nak(delay=delay)
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         try:

@@ -6,12 +6,14 @@ The whole tree::
     ├── NotConnectedError (also a RuntimeError): the NATS client was used before connect() or after close()
     ├── PublishError: JetStream did not store an event (refused it, or gave no PubAck before the deadline)
     ├── ConfigurationError (also a ValueError): a setting a service needs at start-up is missing or invalid
+    ├── OutOfOrder: raised by a listener for an event whose predecessor has not been applied yet
     └── CustomError (abstract): an error answered to an HTTP client as {"errors": [{"message", "field"?}]}
         ├── BadRequestError(message)           400  [{message}]
         ├── NotAuthorizedError()               401  [{"message": "Not authorized"}]
         ├── NotFoundError()                    404  [{"message": "Not Found"}]
         ├── RequestValidationError(errors)     400  one {message, field} per invalid field
-        └── DatabaseConnectionError()          500  [{"message": "Error connecting to database"}]
+        ├── DatabaseConnectionError()          500  [{"message": "Error connecting to database"}]
+        └── VersionConflictError(record)       409  someone else saved the record since it was read
 
 The ``CustomError`` family carries the status codes and bodies of ``@sgtickets/common``, so a client cannot
 tell a Python service from a Node one by its errors. ``ticketing_common.fastapi.install_error_handlers``
@@ -38,9 +40,11 @@ __all__ = [
     "NotAuthorizedError",
     "NotConnectedError",
     "NotFoundError",
+    "OutOfOrder",
     "PublishError",
     "RequestValidationError",
     "TicketingError",
+    "VersionConflictError",
 ]
 
 
@@ -68,6 +72,22 @@ class PublishError(TicketingError):
 
 class ConfigurationError(TicketingError, ValueError):
     """A service's configuration (usually an environment variable) is missing or invalid."""
+
+
+class OutOfOrder(TicketingError):  # noqa: N818 - a signal to the listener, like StopIteration, not a failure
+    """An event arrived before its predecessor: leave it unapplied and unacked, to be redelivered soon.
+
+    Raised from ``BaseListener.on_message`` (``versioning.should_apply`` raises it), it makes the listener
+    nak the event with a short delay that doubles, without logging an error; after ``max_deliver``
+    deliveries the event goes to the dead letters, so one lost predecessor never blocks a record forever.
+    """
+
+    def __init__(self, *, record: str, current: int | None, incoming: int) -> None:
+        state = "no replica yet" if current is None else f"replica at version {current}"
+        super().__init__(f"{record}: version {incoming} arrived with {state}")
+        self.record = record
+        self.current = current
+        self.incoming = incoming
 
 
 class ErrorDetail(TypedDict):
@@ -146,6 +166,20 @@ class DatabaseConnectionError(CustomError):
     def serialize_errors(self) -> list[ErrorDetail]:
         """``[{"message": "Error connecting to database"}]``."""
         return [{"message": self.reason}]
+
+
+class VersionConflictError(CustomError):
+    """Another writer saved the record after it was read (409): re-read it and try again."""
+
+    status_code = 409
+
+    def __init__(self, record: str) -> None:
+        super().__init__(f"{record} was changed by another request")
+        self.record = record
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "<record> was changed by another request"}]``."""
+        return [{"message": str(self)}]
 
 
 class RequestValidationError(CustomError):

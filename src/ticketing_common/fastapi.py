@@ -72,8 +72,10 @@ def _errors_response(
     return JSONResponse({"errors": errors}, status_code=status_code, headers=headers)
 
 
-async def _custom_error(_request: Request, exc: Exception) -> Response:
+async def _custom_error(request: Request, exc: Exception) -> Response:
     error = cast("CustomError", exc)  # registered for CustomError only
+    if error.status_code >= 500:
+        logger.error("%s in %s %s", error, request.method, request.url.path, exc_info=error)
     return _errors_response(error.serialize_errors(), error.status_code)
 
 

@@ -1,0 +1,1 @@
+"""The tickets service: sells tickets, reserved while an order holds them (queue group tickets-service)."""

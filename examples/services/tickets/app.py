@@ -1,0 +1,75 @@
+"""The tickets service's HTTP API: create, list, show and update tickets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import select
+
+from ticketing_common import BadRequestError, NotAuthorizedError, NotFoundError
+from ticketing_common.fastapi import RequiredUser
+from ticketing_common.service import Service, ServiceDep, ServiceListener, ServiceSettings
+
+from .listeners import OrderCancelledListener, OrderCreatedListener
+from .models import Base, Ticket, TicketIn, TicketOut
+
+LISTENERS: list[type[ServiceListener[Any]]] = [OrderCreatedListener, OrderCancelledListener]
+router = APIRouter(prefix="/api/tickets")
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The tickets app; NATS, database and listeners start with its lifespan."""
+    service = Service(settings, Base.metadata, listeners=LISTENERS)
+    app = FastAPI(title="tickets", lifespan=service.lifespan)
+    service.install(app)
+    app.include_router(router)
+    return app
+
+
+@router.post("", status_code=201)
+async def create_ticket(body: TicketIn, user: RequiredUser, service: ServiceDep) -> TicketOut:
+    """Put a ticket on sale and announce it (ticket:created)."""
+    async with service.transaction() as session:
+        ticket = Ticket(title=body.title, price=body.price, user_id=user.id)
+        session.add(ticket)
+        await session.flush()
+        await service.publish(session, ticket.created())
+    await service.flush()
+    return TicketOut.model_validate(ticket)
+
+
+@router.get("")
+async def list_tickets(service: ServiceDep) -> list[TicketOut]:
+    """The tickets no order holds."""
+    async with service.database.sessions() as session:
+        tickets = await session.scalars(select(Ticket).where(Ticket.order_id.is_(None)))
+        return [TicketOut.model_validate(ticket) for ticket in tickets]
+
+
+@router.get("/{ticket_id}")
+async def show_ticket(ticket_id: str, service: ServiceDep) -> TicketOut:
+    """One ticket, or 404."""
+    async with service.database.sessions() as session:
+        ticket = await session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFoundError
+    return TicketOut.model_validate(ticket)
+
+
+@router.put("/{ticket_id}")
+async def update_ticket(ticket_id: str, body: TicketIn, user: RequiredUser, service: ServiceDep) -> TicketOut:
+    """Change the owner's unreserved ticket and announce it (ticket:updated)."""
+    async with service.transaction() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise NotFoundError
+        if ticket.user_id != user.id:
+            raise NotAuthorizedError
+        if ticket.order_id is not None:
+            raise BadRequestError("Cannot edit a reserved ticket")
+        ticket.title, ticket.price = body.title, body.price
+        await session.flush()
+        await service.publish(session, ticket.updated())
+    await service.flush()
+    return TicketOut.model_validate(ticket)

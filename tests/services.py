@@ -1,0 +1,65 @@
+"""Run the reference services in the test process, on the session's nats-server and a temporary SQLite file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from nats.js import JetStreamContext
+
+from node_session import KEY, cookie_header, node_cookie, node_token
+from ticketing_common import EVENTS_STREAM
+from ticketing_common.service import Service, ServiceSettings
+from ticketing_common.testing import NatsServer
+
+
+def settings(name: str, nats_server: NatsServer, folder: Path) -> ServiceSettings:
+    """The service's settings, as its environment would give them."""
+    environ = {
+        "JWT_KEY": KEY,
+        "NATS_URL": nats_server.url,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / name}.db",
+    }
+    return ServiceSettings.from_env(name, environ)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Start the app's lifespan (database, NATS, listeners) and give an HTTP client on it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+def service_of(app: FastAPI) -> Service:
+    service: Service = app.state.ticketing_service
+    return service
+
+
+def signed_in(user_id: str, email: str | None = None) -> dict[str, str]:
+    """The Cookie header of a user signed in by the (Node or Python) auth service."""
+    claims = {"id": user_id, "email": email or f"{user_id}@test.com", "iat": 1_700_000_000}
+    return cookie_header(node_cookie({"jwt": node_token(claims)}))
+
+
+async def published(js: JetStreamContext, subject: str | None = None) -> list[dict[str, Any]]:
+    """The events in the stream, oldest first (only ``subject``'s if given), as their JSON."""
+    info = await js.stream_info(EVENTS_STREAM)
+    events = []
+    for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+        message = await js.get_msg(EVENTS_STREAM, sequence)
+        if subject is None or message.subject == subject:
+            events.append(json.loads(message.data or b""))
+    return events
+
+
+async def consumer_settled(js: JetStreamContext, durable: str) -> bool:
+    """Every event the consumer was given is acked and none is waiting."""
+    info = await js.consumer_info(EVENTS_STREAM, durable)
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
