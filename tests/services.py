@@ -1,4 +1,4 @@
-"""Run the reference services in the test process, on the session's nats-server and a temporary SQLite file."""
+"""Run the reference services in the test process, on the session's nats-server and temporary SQLite."""
 
 from __future__ import annotations
 

@@ -157,8 +157,7 @@ async def test_an_exception_in_the_handler_naks_and_redelivers(
 async def test_an_out_of_order_event_waits_for_its_predecessor(
     nats_client: Client, jetstream: JetStreamContext, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Version 1 published before version 0 is naked, redelivered after 0 is applied, then applied; no warning."""
-
+    """Version 1 before version 0 is naked, redelivered once 0 is applied, then applied; no warning."""
     seen: list[int] = []
 
     class Replica(Recorder):
@@ -187,7 +186,7 @@ async def test_an_out_of_order_event_waits_for_its_predecessor(
 async def test_an_event_whose_predecessor_never_comes_is_dead_lettered(
     nats_client: Client, jetstream: JetStreamContext
 ) -> None:
-    """OutOfOrder until max_deliver: the event goes to the dead letters with the reason, not blocked forever."""
+    """OutOfOrder until max_deliver: the event is dead-lettered with the reason, not blocked forever."""
 
     class Waits(Recorder):
         max_deliver = 3

@@ -9,7 +9,10 @@ import sys
 import ticketing_common
 import ticketing_common.errors
 import ticketing_common.fastapi
+import ticketing_common.service
+import ticketing_common.sqlalchemy
 import ticketing_common.testing
+import ticketing_common.versioning
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -20,8 +23,16 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_public_modules_export_what_they_define() -> None:
-    """errors, fastapi and testing name their exports in a sorted __all__, and each exists."""
-    for module in (ticketing_common.errors, ticketing_common.fastapi, ticketing_common.testing):
+    """Each public module names its exports in a sorted __all__, and each exists."""
+    modules = (
+        ticketing_common.errors,
+        ticketing_common.fastapi,
+        ticketing_common.service,
+        ticketing_common.sqlalchemy,
+        ticketing_common.testing,
+        ticketing_common.versioning,
+    )
+    for module in modules:
         assert all(hasattr(module, name) for name in module.__all__)
         assert module.__all__ == sorted(module.__all__)
 
@@ -35,7 +46,7 @@ def test_the_core_import_stays_light() -> None:
     """Importing the package loads neither pytest (the testing extra) nor the fastapi extra."""
     code = (
         "import sys, ticketing_common; "
-        "print(sorted({'pytest', 'fastapi', 'starlette', 'jwt'} & set(sys.modules)))"
+        "print(sorted({'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     assert result.stdout.strip() == "[]"

@@ -11,11 +11,11 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select
+from tickets.app import create_app
+from tickets.models import Ticket
 
 from conftest import eventually
 from services import consumer_settled, published, running, service_of, settings, signed_in
-from tickets.app import create_app
-from tickets.models import Ticket
 from ticketing_common import (
     BasePublisher,
     OrderCancelledEvent,
@@ -134,7 +134,7 @@ async def test_update_saves_the_next_version_and_publishes_it(
 
 
 async def test_saving_a_stale_copy_is_a_version_conflict(client: httpx.AsyncClient) -> None:
-    """Optimistic concurrency: a copy read at version 0 cannot be saved over version 1; versions go 0, 1, 2."""
+    """Optimistic concurrency: a copy read at version 0 cannot overwrite version 1; versions go 0, 1, 2."""
     ticket_id = str((await create(client))["id"])
     service = service_of(client.app)  # type: ignore[attr-defined]
     async with service.database.sessions() as session:
@@ -167,8 +167,7 @@ def order_created(ticket_id: str, order_id: str = "o1") -> OrderCreatedEvent:
 
 async def ticket_row(client: httpx.AsyncClient, ticket_id: str) -> Ticket:
     async with service_of(client.app).database.sessions() as session:  # type: ignore[attr-defined]
-        ticket = (await session.scalars(select(Ticket).where(Ticket.id == ticket_id))).one()
-    return ticket
+        return (await session.scalars(select(Ticket).where(Ticket.id == ticket_id))).one()
 
 
 async def test_order_created_reserves_acks_and_publishes(

@@ -1,4 +1,4 @@
-"""The apply / wait / ignore rule of replicas, and its property: any delivery order converges to the source."""
+"""The apply / wait / ignore rule of replicas; its property: any delivery order converges to the source."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from ticketing_common import (
     TicketCreatedEvent,
     TicketUpdatedEvent,
 )
+from ticketing_common.versioning import Decision, decide, should_apply
 
 
 def events(order: OrderCreatedEvent, ticket: TicketUpdatedEvent) -> None:
@@ -21,3 +22,8 @@ def events(order: OrderCreatedEvent, ticket: TicketUpdatedEvent) -> None:
     assert_type(ticket.order_id, str | None)
     assert_type(order.message_id(), str)
     assert_type(OrderCreatedEvent.model_validate_json(b"{}"), OrderCreatedEvent)
+
+
+def versions(current: int | None) -> None:
+    assert_type(decide(current, 1), Decision)
+    assert_type(should_apply(current, 1, record="ticket t1"), bool)
