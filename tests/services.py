@@ -28,13 +28,19 @@ def settings(name: str, nats_server: NatsServer, folder: Path) -> ServiceSetting
     return ServiceSettings.from_env(name, environ)
 
 
+class ServiceClient(httpx.AsyncClient):
+    """An HTTP client on a running service's app, with the service itself for looking into its database."""
+
+    def __init__(self, app: FastAPI) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        self.service = service_of(app)
+
+
 @asynccontextmanager
-async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def running(app: FastAPI) -> AsyncIterator[ServiceClient]:
     """Start the app's lifespan (database, NATS, listeners) and give an HTTP client on it."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+    async with app.router.lifespan_context(app), ServiceClient(app) as client:
+        yield client
 
 
 def service_of(app: FastAPI) -> Service:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from orders.app import create_app
-from orders.models import Ticket
+from sqlalchemy.exc import IntegrityError
 
 from conftest import eventually
-from services import consumer_settled, published, running, service_of, settings, signed_in
+from orders.app import create_app
+from orders.models import Order, Ticket
+from services import ServiceClient, consumer_settled, published, running, settings, signed_in
 from ticketing_common import (
     BasePublisher,
     ExpirationCompleteEvent,
+    OrderStatus,
     PaymentCreatedEvent,
     TicketCreatedEvent,
     TicketUpdatedEvent,
@@ -46,19 +49,17 @@ class PaymentPublisher(BasePublisher[PaymentCreatedEvent]):
 @pytest.fixture
 async def client(
     nats_server: NatsServer, jetstream: JetStreamContext, tmp_path: Path
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings("orders", nats_server, tmp_path))
-    async with running(app) as client:
-        client.app = app  # type: ignore[attr-defined]
+) -> AsyncIterator[ServiceClient]:
+    async with running(create_app(settings("orders", nats_server, tmp_path))) as client:
         yield client
 
 
-async def replica(client: httpx.AsyncClient, ticket_id: str) -> Ticket | None:
-    async with service_of(client.app).database.sessions() as session:  # type: ignore[attr-defined]
+async def replica(client: ServiceClient, ticket_id: str) -> Ticket | None:
+    async with client.service.database.sessions() as session:
         return await session.get(Ticket, ticket_id)
 
 
-async def a_ticket(client: httpx.AsyncClient, nats_client: Client, ticket_id: str = "t1") -> str:
+async def a_ticket(client: ServiceClient, nats_client: Client, ticket_id: str = "t1") -> str:
     """Publish ticket:created as the tickets service would, and wait for the replica."""
     event = TicketCreatedEvent(id=ticket_id, version=0, title="concert", price=20, user_id="seller")
     await TicketCreatedPublisher(nats_client).publish(event)
@@ -66,20 +67,20 @@ async def a_ticket(client: httpx.AsyncClient, nats_client: Client, ticket_id: st
     return ticket_id
 
 
-async def _exists(client: httpx.AsyncClient, ticket_id: str) -> bool:
+async def _exists(client: ServiceClient, ticket_id: str) -> bool:
     return await replica(client, ticket_id) is not None
 
 
-async def order(client: httpx.AsyncClient, ticket_id: str, user: dict[str, str] = BOB) -> httpx.Response:
+async def order(client: ServiceClient, ticket_id: str, user: dict[str, str] = BOB) -> httpx.Response:
     return await client.post("/api/orders", json={"ticketId": ticket_id}, headers=user)
 
 
-async def test_ordering_an_unknown_ticket_is_404(client: httpx.AsyncClient) -> None:
+async def test_ordering_an_unknown_ticket_is_404(client: ServiceClient) -> None:
     """No replica, no order."""
     assert (await order(client, "nope")).json() == {"errors": [{"message": "Not Found"}]}
 
 
-async def test_an_order_needs_a_ticket_id(client: httpx.AsyncClient) -> None:
+async def test_an_order_needs_a_ticket_id(client: ServiceClient) -> None:
     """Missing or blank ticketId is 400 naming the field as sent."""
     for body in ({}, {"ticketId": " "}):
         response = await client.post("/api/orders", json=body, headers=BOB)
@@ -88,7 +89,7 @@ async def test_an_order_needs_a_ticket_id(client: httpx.AsyncClient) -> None:
 
 
 async def test_an_order_reserves_and_publishes(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """201 with the ticket and expiresAt; order:created is in the stream; a second order is 400."""
     ticket_id = await a_ticket(client, nats_client)
@@ -115,7 +116,7 @@ async def test_an_order_reserves_and_publishes(
 
 
 async def test_twenty_concurrent_orders_reserve_the_ticket_once(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """Exactly one 201; the others 400 "Ticket is already reserved"; one order:created."""
     ticket_id = await a_ticket(client, nats_client)
@@ -125,7 +126,7 @@ async def test_twenty_concurrent_orders_reserve_the_ticket_once(
     assert len(await published(jetstream, "order:created")) == 1
 
 
-async def test_list_and_show_only_the_users_orders(client: httpx.AsyncClient, nats_client: Client) -> None:
+async def test_list_and_show_only_the_users_orders(client: ServiceClient, nats_client: Client) -> None:
     """GET /api/orders lists the user's own; GET one is 401 for another user, 404 unknown."""
     first, second = await a_ticket(client, nats_client, "t1"), await a_ticket(client, nats_client, "t2")
     bobs = (await order(client, first)).json()
@@ -137,7 +138,7 @@ async def test_list_and_show_only_the_users_orders(client: httpx.AsyncClient, na
 
 
 async def test_cancel_sets_cancelled_and_publishes_once(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """DELETE: 204, status cancelled, order:cancelled at version 1; again: 204 and no second event."""
     ticket_id = await a_ticket(client, nats_client)
@@ -153,7 +154,7 @@ async def test_cancel_sets_cancelled_and_publishes_once(
 
 
 async def test_ticket_updates_apply_in_version_order(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """Version 2 before 1 waits until 1 arrives; both apply in order; replays are ignored."""
     ticket_id = await a_ticket(client, nats_client)
@@ -183,7 +184,7 @@ async def _redelivered(js: JetStreamContext) -> bool:
 
 
 async def test_expiration_cancels_an_unpaid_order_once(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """expiration:complete cancels and publishes order:cancelled; a second one is acked with no event."""
     order_id = (await order(client, await a_ticket(client, nats_client))).json()["id"]
@@ -196,7 +197,7 @@ async def test_expiration_cancels_an_unpaid_order_once(
 
 
 async def test_a_paid_order_is_complete_and_does_not_expire(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """payment:created completes the order; a later expiration leaves it complete and publishes nothing."""
     order_id = (await order(client, await a_ticket(client, nats_client))).json()["id"]
@@ -209,3 +210,19 @@ async def test_a_paid_order_is_complete_and_does_not_expire(
     assert (await client.get(f"/api/orders/{order_id}", headers=BOB)).json()["status"] == "complete"
     assert await published(jetstream, "order:cancelled") == []
     assert (await client.delete(f"/api/orders/{order_id}", headers=BOB)).status_code == 400
+
+
+async def test_the_database_refuses_a_second_active_order_for_a_ticket(
+    client: ServiceClient, nats_client: Client
+) -> None:
+    """The partial unique index holds even for writers that skip the route's check (PostgreSQL's guard)."""
+    ticket_id = await a_ticket(client, nats_client)
+    expires = datetime.now(UTC)
+    async with client.service.transaction() as session:
+        session.add(Order(user_id="a", status=OrderStatus.CANCELLED, expires_at=expires, ticket_id=ticket_id))
+        session.add(Order(user_id="b", status=OrderStatus.CREATED, expires_at=expires, ticket_id=ticket_id))
+    with pytest.raises(IntegrityError):
+        async with client.service.transaction() as session:
+            session.add(
+                Order(user_id="c", status=OrderStatus.CREATED, expires_at=expires, ticket_id=ticket_id)
+            )

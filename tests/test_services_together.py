@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import orders.app
 import pytest
-import tickets.app
 from nats.js import JetStreamContext
-from orders.models import Ticket as TicketReplica
 
+import orders.app
+import tickets.app
 from conftest import eventually
+from orders.models import Ticket as TicketReplica
 from services import running, service_of, settings, signed_in
 from ticketing_common import ConfigurationError
 from ticketing_common.service import ServiceSettings

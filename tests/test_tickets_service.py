@@ -6,16 +6,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select
-from tickets.app import create_app
-from tickets.models import Ticket
 
 from conftest import eventually
-from services import consumer_settled, published, running, service_of, settings, signed_in
+from services import ServiceClient, consumer_settled, published, running, settings, signed_in
 from ticketing_common import (
     BasePublisher,
     OrderCancelledEvent,
@@ -26,6 +23,8 @@ from ticketing_common import (
     VersionConflictError,
 )
 from ticketing_common.testing import NatsServer
+from tickets.app import create_app
+from tickets.models import Ticket
 
 ALICE, BOB = signed_in("alice"), signed_in("bob")
 
@@ -41,21 +40,19 @@ class OrderCancelledPublisher(BasePublisher[OrderCancelledEvent]):
 @pytest.fixture
 async def client(
     nats_server: NatsServer, jetstream: JetStreamContext, tmp_path: Path
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings("tickets", nats_server, tmp_path))
-    async with running(app) as client:
-        client.app = app  # type: ignore[attr-defined]
+) -> AsyncIterator[ServiceClient]:
+    async with running(create_app(settings("tickets", nats_server, tmp_path))) as client:
         yield client
 
 
-async def create(client: httpx.AsyncClient, title: str = "concert", price: float = 20) -> dict[str, object]:
+async def create(client: ServiceClient, title: str = "concert", price: float = 20) -> dict[str, object]:
     response = await client.post("/api/tickets", json={"title": title, "price": price}, headers=ALICE)
     assert response.status_code == 201, response.text
     ticket: dict[str, object] = response.json()
     return ticket
 
 
-async def test_the_create_route_exists_and_needs_a_user(client: httpx.AsyncClient) -> None:
+async def test_the_create_route_exists_and_needs_a_user(client: ServiceClient) -> None:
     """POST /api/tickets is routed (not 404) and answers 401 when signed out, not when signed in."""
     assert (await client.post("/api/tickets", json={})).status_code == 401
     assert (await client.post("/api/tickets", json={}, headers=ALICE)).status_code == 400
@@ -71,14 +68,14 @@ async def test_the_create_route_exists_and_needs_a_user(client: httpx.AsyncClien
     ],
     ids=["empty title", "no title", "negative price", "no price"],
 )
-async def test_an_invalid_ticket_is_400(client: httpx.AsyncClient, body: object, error: object) -> None:
+async def test_an_invalid_ticket_is_400(client: ServiceClient, body: object, error: object) -> None:
     """The original's validation messages, one entry per field."""
     response = await client.post("/api/tickets", json=body, headers=ALICE)
     assert (response.status_code, response.json()) == (400, {"errors": [error]})
 
 
 async def test_create_saves_and_publishes_after_the_pub_ack(
-    client: httpx.AsyncClient, jetstream: JetStreamContext
+    client: ServiceClient, jetstream: JetStreamContext
 ) -> None:
     """201 with the ticket at version 0, and ticket:created is already in the stream when it returns."""
     ticket = await create(client)
@@ -95,7 +92,7 @@ async def test_create_saves_and_publishes_after_the_pub_ack(
     ]
 
 
-async def test_show_and_list(client: httpx.AsyncClient) -> None:
+async def test_show_and_list(client: ServiceClient) -> None:
     """GET one (404 if unknown) and GET all."""
     assert (await client.get("/api/tickets/nope")).json() == {"errors": [{"message": "Not Found"}]}
     first, second = await create(client, "a"), await create(client, "b")
@@ -104,7 +101,7 @@ async def test_show_and_list(client: httpx.AsyncClient) -> None:
     assert second["title"] == "b"
 
 
-async def test_update_checks_existence_user_owner_and_body(client: httpx.AsyncClient) -> None:
+async def test_update_checks_existence_user_owner_and_body(client: ServiceClient) -> None:
     """404 unknown, 401 signed out, 401 not the owner, 400 invalid; nothing changes."""
     ticket = await create(client)
     url = f"/api/tickets/{ticket['id']}"
@@ -119,7 +116,7 @@ async def test_update_checks_existence_user_owner_and_body(client: httpx.AsyncCl
 
 
 async def test_update_saves_the_next_version_and_publishes_it(
-    client: httpx.AsyncClient, jetstream: JetStreamContext
+    client: ServiceClient, jetstream: JetStreamContext
 ) -> None:
     """200 with version 1; ticket:updated carries it."""
     ticket = await create(client)
@@ -133,10 +130,10 @@ async def test_update_saves_the_next_version_and_publishes_it(
     ]
 
 
-async def test_saving_a_stale_copy_is_a_version_conflict(client: httpx.AsyncClient) -> None:
+async def test_saving_a_stale_copy_is_a_version_conflict(client: ServiceClient) -> None:
     """Optimistic concurrency: a copy read at version 0 cannot overwrite version 1; versions go 0, 1, 2."""
     ticket_id = str((await create(client))["id"])
-    service = service_of(client.app)  # type: ignore[attr-defined]
+    service = client.service
     async with service.database.sessions() as session:
         stale = await session.get(Ticket, ticket_id)
     async with service.transaction() as session:
@@ -165,13 +162,13 @@ def order_created(ticket_id: str, order_id: str = "o1") -> OrderCreatedEvent:
     )
 
 
-async def ticket_row(client: httpx.AsyncClient, ticket_id: str) -> Ticket:
-    async with service_of(client.app).database.sessions() as session:  # type: ignore[attr-defined]
+async def ticket_row(client: ServiceClient, ticket_id: str) -> Ticket:
+    async with client.service.database.sessions() as session:
         return (await session.scalars(select(Ticket).where(Ticket.id == ticket_id))).one()
 
 
 async def test_order_created_reserves_acks_and_publishes(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """The ticket gets the order id, ticket:updated announces it at version 1, the event is acked."""
     ticket_id = str((await create(client))["id"])
@@ -186,7 +183,7 @@ async def test_order_created_reserves_acks_and_publishes(
 
 
 async def test_order_cancelled_releases_only_its_own_reservation(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """A late order:cancelled of order A leaves the ticket to order B; B's cancellation releases it."""
     ticket_id = str((await create(client))["id"])
@@ -204,7 +201,7 @@ async def test_order_cancelled_releases_only_its_own_reservation(
 
 
 async def test_a_cancellation_seen_before_its_creation_reserves_nothing(
-    client: httpx.AsyncClient, nats_client: Client, jetstream: JetStreamContext
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """order:created and order:cancelled have separate consumers: if the cancel wins, the create is void."""
     ticket_id = str((await create(client))["id"])

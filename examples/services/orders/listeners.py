@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketing_common import (
     ExpirationCompleteEvent,
@@ -20,6 +21,14 @@ from .models import Order, Ticket
 
 QUEUE_GROUP = "orders-service"
 logger = logging.getLogger(__name__)
+
+
+async def existing_order(session: AsyncSession, order_id: str) -> Order:
+    """The order an event names; a missing one is an error, so the event is retried, then dead-lettered."""
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise LookupError(f"order {order_id} does not exist")
+    return order
 
 
 class TicketCreatedListener(ServiceListener[TicketCreatedEvent]):
@@ -63,9 +72,7 @@ class ExpirationCompleteListener(ServiceListener[ExpirationCompleteEvent]):
     async def on_message(self, data: ExpirationCompleteEvent, msg: Msg) -> None:
         """Cancel and announce order:cancelled once; ack and ignore a complete or cancelled order."""
         async with self.service.transaction() as session:
-            order = await session.get(Order, data.order_id)
-            if order is None:
-                raise LookupError(f"order {data.order_id} does not exist")
+            order = await existing_order(session, data.order_id)
             if order.status not in {OrderStatus.COMPLETE, OrderStatus.CANCELLED}:
                 order.status = OrderStatus.CANCELLED
                 await session.flush()
@@ -82,9 +89,7 @@ class PaymentCreatedListener(ServiceListener[PaymentCreatedEvent]):
     async def on_message(self, data: PaymentCreatedEvent, msg: Msg) -> None:
         """Mark the order complete (once)."""
         async with self.service.transaction() as session:
-            order = await session.get(Order, data.order_id)
-            if order is None:
-                raise LookupError(f"order {data.order_id} does not exist")
+            order = await existing_order(session, data.order_id)
             if order.status == OrderStatus.CANCELLED:
                 logger.warning("order %s was paid (%s) after it was cancelled", order.id, data.stripe_id)
             order.status = OrderStatus.COMPLETE
