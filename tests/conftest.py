@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from ticketing_common import TicketCreatedEvent
+from nats.js import JetStreamContext
+
+from ticketing_common import EVENTS_STREAM, TicketCreatedEvent
 
 WAIT = 10.0
 """Seconds any test waits for an event it expects before failing."""
@@ -33,6 +35,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = W
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.02)
+
+
+async def consumer_is_settled(js: JetStreamContext, consumer: str) -> bool:
+    """Every event the consumer was given is acked (or terminated) and none is waiting."""
+    info = await js.consumer_info(EVENTS_STREAM, consumer)
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
 
 NOW = datetime(2026, 11, 23, 12, 30, 15, 123000, tzinfo=UTC)

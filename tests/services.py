@@ -63,9 +63,3 @@ async def published(js: JetStreamContext, subject: str | None = None) -> list[di
         if subject is None or message.subject == subject:
             events.append(json.loads(message.data or b""))
     return events
-
-
-async def consumer_settled(js: JetStreamContext, durable: str) -> bool:
-    """Every event the consumer was given is acked and none is waiting."""
-    info = await js.consumer_info(EVENTS_STREAM, durable)
-    return bool(info.num_ack_pending == 0 and info.num_pending == 0)

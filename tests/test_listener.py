@@ -13,10 +13,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from conftest import WAIT, eventually, ticket, wait_until
+from conftest import WAIT, consumer_is_settled, eventually, ticket, wait_until
 from ticketing_common import (
     DEAD_LETTERS_STREAM,
-    EVENTS_STREAM,
     BaseListener,
     BasePublisher,
     OrderCreatedEvent,
@@ -56,11 +55,6 @@ async def publish(client: Client, count: int, *, start: int = 0) -> None:
     publisher = TicketCreatedPublisher(client)
     for number in range(start, start + count):
         await publisher.publish(ticket(number))
-
-
-async def consumer_is_settled(js: JetStreamContext, consumer: str) -> bool:
-    info = await js.consumer_info(EVENTS_STREAM, consumer)
-    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
 
 async def dead_letters(js: JetStreamContext) -> list[RawStreamMsg]:

@@ -13,10 +13,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy.exc import IntegrityError
 
-from conftest import eventually
+from conftest import consumer_is_settled, eventually
 from orders.app import create_app
 from orders.models import Order, Ticket
-from services import ServiceClient, consumer_settled, published, running, settings, signed_in
+from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
     BasePublisher,
     ExpirationCompleteEvent,
@@ -169,12 +169,12 @@ async def test_ticket_updates_apply_in_version_order(
     await eventually(lambda: _redelivered(jetstream))
     assert (await replica(client, ticket_id)).version == 0  # type: ignore[union-attr]
     await update.publish(version(1))
-    await eventually(lambda: consumer_settled(jetstream, "orders-service_ticket_updated"))
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_ticket_updated"))
     ticket = await replica(client, ticket_id)
     assert ticket is not None
     assert (ticket.version, ticket.title, ticket.price) == (2, "v2", 2)
     await update.publish(version(1), msg_id="replayed")
-    await eventually(lambda: consumer_settled(jetstream, "orders-service_ticket_updated"))
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_ticket_updated"))
     assert (await replica(client, ticket_id)).title == "v2"  # type: ignore[union-attr]
 
 
@@ -191,7 +191,7 @@ async def test_expiration_cancels_an_unpaid_order_once(
     expire = ExpirationPublisher(nats_client)
     await expire.publish(ExpirationCompleteEvent(order_id=order_id))
     await expire.publish(ExpirationCompleteEvent(order_id=order_id), msg_id="again")
-    await eventually(lambda: consumer_settled(jetstream, "orders-service_expiration_complete"))
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_expiration_complete"))
     assert (await client.get(f"/api/orders/{order_id}", headers=BOB)).json()["status"] == "cancelled"
     assert len(await published(jetstream, "order:cancelled")) == 1
 
@@ -204,9 +204,9 @@ async def test_a_paid_order_is_complete_and_does_not_expire(
     await PaymentPublisher(nats_client).publish(
         PaymentCreatedEvent(id="p1", order_id=order_id, stripe_id="ch_1")
     )
-    await eventually(lambda: consumer_settled(jetstream, "orders-service_payment_created"))
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_payment_created"))
     await ExpirationPublisher(nats_client).publish(ExpirationCompleteEvent(order_id=order_id))
-    await eventually(lambda: consumer_settled(jetstream, "orders-service_expiration_complete"))
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_expiration_complete"))
     assert (await client.get(f"/api/orders/{order_id}", headers=BOB)).json()["status"] == "complete"
     assert await published(jetstream, "order:cancelled") == []
     assert (await client.delete(f"/api/orders/{order_id}", headers=BOB)).status_code == 400

@@ -11,8 +11,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select
 
-from conftest import eventually
-from services import ServiceClient, consumer_settled, published, running, settings, signed_in
+from conftest import consumer_is_settled, eventually
+from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
     BasePublisher,
     OrderCancelledEvent,
@@ -173,7 +173,7 @@ async def test_order_created_reserves_acks_and_publishes(
     """The ticket gets the order id, ticket:updated announces it at version 1, the event is acked."""
     ticket_id = str((await create(client))["id"])
     await OrderCreatedPublisher(nats_client).publish(order_created(ticket_id))
-    await eventually(lambda: consumer_settled(jetstream, "tickets-service_order_created"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
     assert (await ticket_row(client, ticket_id)).order_id == "o1"
     updated = await published(jetstream, "ticket:updated")
     assert [(event["version"], event["orderId"]) for event in updated] == [(1, "o1")]
@@ -188,13 +188,13 @@ async def test_order_cancelled_releases_only_its_own_reservation(
     """A late order:cancelled of order A leaves the ticket to order B; B's cancellation releases it."""
     ticket_id = str((await create(client))["id"])
     await OrderCreatedPublisher(nats_client).publish(order_created(ticket_id, "B"))
-    await eventually(lambda: consumer_settled(jetstream, "tickets-service_order_created"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
     cancel = OrderCancelledPublisher(nats_client)
     await cancel.publish(OrderCancelledEvent(id="A", version=1, ticket=OrderCancelledTicket(id=ticket_id)))
-    await eventually(lambda: consumer_settled(jetstream, "tickets-service_order_cancelled"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_cancelled"))
     assert (await ticket_row(client, ticket_id)).order_id == "B"
     await cancel.publish(OrderCancelledEvent(id="B", version=1, ticket=OrderCancelledTicket(id=ticket_id)))
-    await eventually(lambda: consumer_settled(jetstream, "tickets-service_order_cancelled"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_cancelled"))
     assert (await ticket_row(client, ticket_id)).order_id is None
     updated = await published(jetstream, "ticket:updated")
     assert [(event["version"], event.get("orderId")) for event in updated] == [(1, "B"), (2, None)]
@@ -207,8 +207,8 @@ async def test_a_cancellation_seen_before_its_creation_reserves_nothing(
     ticket_id = str((await create(client))["id"])
     cancelled = OrderCancelledEvent(id="o1", version=1, ticket=OrderCancelledTicket(id=ticket_id))
     await OrderCancelledPublisher(nats_client).publish(cancelled)
-    await eventually(lambda: consumer_settled(jetstream, "tickets-service_order_cancelled"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_cancelled"))
     await OrderCreatedPublisher(nats_client).publish(order_created(ticket_id, "o1"))
-    await eventually(lambda: consumer_settled(jetstream, "tickets-service_order_created"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
     assert (await ticket_row(client, ticket_id)).order_id is None
     assert await published(jetstream, "ticket:updated") == []

@@ -238,7 +238,7 @@ class BaseListener(abc.ABC, Generic[E]):
             elif deliveries >= self.max_deliver:
                 await self._dead_letter(msg, f"handler failed {deliveries} times, last: {error!r}")
             else:
-                delay = min(self.redelivery_delay * 2 ** (deliveries - 1), self.max_redelivery_delay)
+                delay = self._backoff(self.redelivery_delay, deliveries)
                 logger.warning(
                     "%s failed on %s stream sequence %d, delivery %d: %r; redelivery in %.1f s",
                     type(self).__qualname__,
@@ -251,13 +251,17 @@ class BaseListener(abc.ABC, Generic[E]):
                 )
                 await msg.nak(delay=delay)
 
+    def _backoff(self, first_delay: float, deliveries: int) -> float:
+        # Doubling after each delivery, capped: a busy dependency gets room, a short wait stays short.
+        return min(first_delay * 2.0 ** (deliveries - 1), self.max_redelivery_delay)
+
     async def _wait_for_predecessor(self, msg: Msg, early: OutOfOrder, deliveries: int) -> None:
         if msg.is_acked:
             logger.error("%s acked %s, then raised %s", type(self).__qualname__, msg.subject, early)
         elif deliveries >= self.max_deliver:
             await self._dead_letter(msg, f"out of order after {deliveries} deliveries: {early}")
         else:
-            delay = min(self.out_of_order_delay * 2 ** (deliveries - 1), self.max_redelivery_delay)
+            delay = self._backoff(self.out_of_order_delay, deliveries)
             logger.debug("%s: %s; redelivery in %.2f s", msg.subject, early, delay)
             await msg.nak(delay=delay)
 

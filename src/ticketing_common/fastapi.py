@@ -73,9 +73,14 @@ def _errors_response(
 
 
 async def _custom_error(request: Request, exc: Exception) -> Response:
-    error = cast("CustomError", exc)  # registered for CustomError only
+    # Registered for CustomError only.
+    return _custom_error_response(cast("CustomError", exc), request.method, request.url.path)
+
+
+def _custom_error_response(error: CustomError, method: str, path: str) -> Response:
+    """The error's own body and status; a server-side one (5xx) is logged with its traceback too."""
     if error.status_code >= 500:
-        logger.error("%s in %s %s", error, request.method, request.url.path, exc_info=error)
+        logger.error("%s in %s %s", error, method, path, exc_info=error)
     return _errors_response(error.serialize_errors(), error.status_code)
 
 
@@ -133,7 +138,7 @@ class _UnhandledErrors:
             if started:  # too late for another response: let the server end the connection
                 raise
             if isinstance(exc, CustomError):
-                response = _errors_response(exc.serialize_errors(), exc.status_code)
+                response = _custom_error_response(exc, scope["method"], scope["path"])
             else:
                 logger.exception("Unhandled error in %s %s", scope.get("method"), scope.get("path"))
                 response = _errors_response([{"message": "Something went wrong"}], 500)
@@ -164,6 +169,10 @@ SessionConfigDep = Annotated[SessionConfig, Depends(session_config)]
 
 async def current_user(connection: HTTPConnection, config: SessionConfigDep) -> UserPayload | None:
     """The dependency behind ``CurrentUser``: the session's user, or None without a valid session."""
+    return _session_user(connection, config)
+
+
+def _session_user(connection: HTTPConnection, config: SessionConfig) -> UserPayload | None:
     return config.read_cookie(connection.cookies.get(config.cookie_name))
 
 
@@ -224,5 +233,5 @@ class SessionAuthBackend(AuthenticationBackend):
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
         """The scope ``authenticated`` and the user for a valid session; None (anonymous) otherwise."""
-        user = self.config.read_cookie(conn.cookies.get(self.config.cookie_name))
+        user = _session_user(conn, self.config)
         return None if user is None else (AuthCredentials(["authenticated"]), SessionUser(user))
