@@ -44,7 +44,14 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the end-to-end demo on an embedded nats-server (the README's main command)."""
+    """Run the five reference services and a user's story end to end (the README's main command)."""
+    install(session, "services")
+    session.run("python", "examples/end_to_end.py", *session.posargs)
+
+
+@nox.session
+def standalone(session: nox.Session) -> None:
+    """Run the standalone publisher/listener demo on an embedded nats-server."""
     session.install(".[testing]")
     session.run("python", "examples/standalone_nats/demo.py", *session.posargs)
 

@@ -45,3 +45,20 @@ def node_cookie(session: object) -> str:
 def cookie_header(value: str, name: str = "express:sess") -> dict[str, str]:
     """The request header a browser sends back for that cookie."""
     return {"cookie": f"{name}={value}"}
+
+
+def node_verify(cookie_value: str, key: str = KEY) -> dict[str, object]:
+    """What a Node service's currentUser does with a cookie: base64 JSON session, then HS256-verify its jwt.
+
+    Raises:
+        ValueError: the signature does not match, or the token is not HS256.
+    """
+    token = json.loads(base64.b64decode(cookie_value))["jwt"]
+    header, payload, signature = token.split(".")
+    if json.loads(base64.urlsafe_b64decode(header + "==")) != {"alg": "HS256", "typ": "JWT"}:
+        raise ValueError(f"not an HS256 token: {header}")
+    expected = hmac.new(key.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(b64url(expected), signature):
+        raise ValueError("bad signature")
+    claims: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    return claims

@@ -18,14 +18,21 @@ from ticketing_common.service import Service, ServiceSettings
 from ticketing_common.testing import NatsServer
 
 
-def settings(name: str, nats_server: NatsServer, folder: Path) -> ServiceSettings:
+def settings(name: str, nats_server: NatsServer, folder: Path, *, uses_nats: bool = True) -> ServiceSettings:
     """The service's settings, as its environment would give them."""
     environ = {
         "JWT_KEY": KEY,
         "NATS_URL": nats_server.url,
         "DATABASE_URL": f"sqlite+aiosqlite:///{folder / name}.db",
     }
-    return ServiceSettings.from_env(name, environ)
+    return ServiceSettings.from_env(name, environ, uses_nats=uses_nats)
+
+
+def session_cookie(response: httpx.Response) -> dict[str, str]:
+    """The Cookie header a browser would send back after ``response`` set the session cookie."""
+    set_cookie = response.headers["set-cookie"]
+    name_value = set_cookie.split(";", 1)[0]
+    return {"cookie": name_value}
 
 
 class ServiceClient(httpx.AsyncClient):

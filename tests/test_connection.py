@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+from nats.js import JetStreamContext
 
 from conftest import WAIT, ticket, wait_until
 from test_listener import Recorder, TicketCreatedPublisher
@@ -23,7 +24,9 @@ def test_using_the_client_before_connecting_is_a_clear_runtime_error() -> None:
     assert isinstance(nats_wrapper, NatsWrapper)
 
 
-async def test_connect_passes_options_through_and_close_drains(nats_server: NatsServer) -> None:
+async def test_connect_passes_options_through_and_close_drains(
+    nats_server: NatsServer, jetstream: JetStreamContext
+) -> None:
     """connect() accepts nats-py options (here: name) and close() drains, stopping listeners first."""
     wrapper = NatsWrapper()
     client = await wrapper.connect(nats_server.url, name="tickets-test")
@@ -50,7 +53,7 @@ async def test_connecting_twice_is_refused(nats_server: NatsServer) -> None:
     await wrapper.close()
 
 
-async def test_sigterm_drains_and_closes(nats_server: NatsServer) -> None:
+async def test_sigterm_drains_and_closes(nats_server: NatsServer, jetstream: JetStreamContext) -> None:
     """With the opt-in signal handlers, SIGTERM drains and closes the connection."""
     wrapper = NatsWrapper()
     client = await wrapper.connect(nats_server.url)

@@ -75,3 +75,50 @@ async def test_the_demo_splits_the_work_between_two_listeners() -> None:
     assert "OK: the queue group split 30 events without loss or duplicate" in text
     assert "listener-1 handled 0" not in text
     assert "listener-2 handled 0" not in text
+
+
+async def test_the_end_to_end_demo_observes_the_whole_story() -> None:
+    """The README's main command: five services, the story through HTTP, every event acked; exit 0."""
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES.parent / "end_to_end.py"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(demo.communicate(), 120)
+    text = output.decode()
+    assert demo.returncode == 0, text
+    for step in (
+        "all five services are up",
+        "buyer paid",
+        "orders shows the order complete",
+        "the unpaid order expired: orders shows it cancelled",
+        "tickets shows the festival ticket free again",
+        "every one of 11 events was consumed and acked",
+        "OK: the whole story was observed",
+    ):
+        assert step in text, text
+    assert "> order:cancelled" in text
+    assert "expiration -> orders" in text
+
+
+async def test_the_kept_demo_stops_everything_on_ctrl_c() -> None:
+    """--keep prints the URLs and waits; SIGINT stops the services and the server, exit status 130."""
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES.parent / "end_to_end.py"),
+        "--keep",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert demo.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(60):
+        while not any("keep running until Ctrl-C" in line for line in lines):
+            raw = await demo.stdout.readline()
+            assert raw, "\n".join(lines)
+            lines.append(raw.decode())
+    demo.send_signal(signal.SIGINT)
+    rest, _ = await asyncio.wait_for(demo.communicate(), 30)
+    assert demo.returncode == 130
+    assert "interrupted: everything stopped" in rest.decode()

@@ -100,7 +100,10 @@ class NatsWrapper:
         self._closing = True
         for listener in listening_on(client):
             await listener.close()
-        if not client.is_closed:
+        if client.is_reconnecting:
+            # Nothing can be drained through a connection that is down; drain() would refuse.
+            await client.close()
+        elif not client.is_closed:
             await client.drain()
         self._client = None
         self._jetstream = None

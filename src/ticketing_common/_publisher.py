@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar
 
 from nats.aio.client import Client
@@ -13,11 +15,15 @@ from nats.js.api import PubAck
 from ticketing_common._binding import bind_event_type
 from ticketing_common._events import Event
 from ticketing_common._jetstream import publish_acked
+from ticketing_common._streams import EVENTS_STREAM, SCHEDULE_SUBJECT_PREFIX
 from ticketing_common._subjects import Subjects
 
 E = TypeVar("E", bound=Event)
 
 logger = logging.getLogger("ticketing_common.publisher")
+
+# One subject token: no separator, no wildcard, no whitespace.
+_KEY = re.compile(r"[^.*>\s]+")
 
 
 class BasePublisher(Generic[E]):
@@ -68,10 +74,7 @@ class BasePublisher(Generic[E]):
             TypeError: ``event`` is not of this publisher's event type.
             PublishError: the stream refused the event or did not acknowledge it in time.
         """
-        if type(event) is not self.event_type:
-            raise TypeError(
-                f"{type(self).__qualname__} publishes {self.event_type.__qualname__}, not {event!r}"
-            )
+        self._check_type(event)
         if msg_id is None:
             msg_id = event.message_id() or uuid.uuid4().hex
         ack = await publish_acked(
@@ -84,3 +87,53 @@ class BasePublisher(Generic[E]):
         )
         logger.debug("event published to %s, stream sequence %d", self.subject, ack.seq)
         return ack
+
+    async def schedule(self, event: E, *, at: datetime, key: str) -> PubAck:
+        """Have JetStream publish ``event`` at ``at`` (at once if ``at`` is past); return once stored.
+
+        The schedule is a message of the events stream (``schedule.<subject>.<key>``), so it survives a
+        restart of this process or of the server, and the server itself publishes the event on time.
+        One schedule per ``key``: scheduling the same key again replaces it, and the same key and time
+        within the stream's duplicate window is stored once, so a redelivered trigger schedules once.
+
+        Raises:
+            TypeError: ``event`` is not of this publisher's event type.
+            ValueError: ``key`` is not one NATS subject token, or ``at`` has no time zone.
+            PublishError: the stream refused the schedule (nats-server older than 2.12) or did not
+                acknowledge it in time.
+        """
+        self._check_type(event)
+        subject = self.schedule_subject(key)
+        if at.tzinfo is None:
+            raise ValueError(f"schedule time {at!r} has no time zone")
+        when = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        ack = await publish_acked(
+            self._js,
+            subject,
+            event.model_dump_json().encode(),
+            msg_id=f"{subject}@{when}",
+            headers={"Nats-Schedule": f"@at {when}", "Nats-Schedule-Target": self.subject},
+            timeout=self.timeout,
+            deadline=self.retry_deadline,
+        )
+        logger.debug("event scheduled on %s for %s, stream sequence %d", subject, when, ack.seq)
+        return ack
+
+    async def cancel_schedule(self, key: str) -> None:
+        """Remove the schedule of ``key``, if it has not fired yet; a missing one is not an error."""
+        await self._js.purge_stream(EVENTS_STREAM, subject=self.schedule_subject(key))
+
+    @classmethod
+    def schedule_subject(cls, key: str) -> str:
+        """The subject a schedule of this publisher's events under ``key`` is kept on."""
+        if not _KEY.fullmatch(key):
+            raise ValueError(
+                f"schedule key {key!r} must be one NATS subject token (no '.', '*', '>', spaces)"
+            )
+        return f"{SCHEDULE_SUBJECT_PREFIX}.{cls.subject}.{key}"
+
+    def _check_type(self, event: Event) -> None:
+        if type(event) is not self.event_type:
+            raise TypeError(
+                f"{type(self).__qualname__} publishes {self.event_type.__qualname__}, not {event!r}"
+            )

@@ -72,9 +72,11 @@ class ContinuousPull:
         self._inbox = ""
         self._subscription: Subscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Create or update the consumer, then start pulling."""
+        self._stopping = False
         await self.ensure_consumer()
         self._inbox = self._client.new_inbox()
         self._subscription = await self._client.subscribe(self._inbox, cb=self._on_inbox)
@@ -83,6 +85,9 @@ class ContinuousPull:
 
     async def stop(self) -> None:
         """Stop asking for messages; what is already on its way is redelivered after ``ack_wait``."""
+        # Python 3.11's asyncio.wait_for (under nats-py's requests) can swallow a cancellation that
+        # arrives as its reply does; the flag ends the watchdog's loop even then.
+        self._stopping = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -145,6 +150,8 @@ class ContinuousPull:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._idle_heartbeat)
+            if self._stopping:
+                return
             if self._outstanding == 0:
                 # No request is open, so no heartbeat is owed; a full window waits for finished().
                 self._last_seen = time.monotonic()

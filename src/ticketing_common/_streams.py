@@ -19,6 +19,9 @@ DEAD_LETTERS_STREAM = "TICKETING_DEAD_LETTERS"
 DEAD_LETTER_SUBJECT_PREFIX = "dead-letter"
 """Dead letters of queue group G for subject S are published on ``dead-letter.G.S``."""
 
+SCHEDULE_SUBJECT_PREFIX = "schedule"
+"""An event on subject S scheduled under key K waits on ``schedule.S.K`` (``BasePublisher.schedule``)."""
+
 _STREAM_NAME_IN_USE = (
     10058  # JetStream's error code for "stream name already in use with a different configuration"
 )
@@ -57,13 +60,16 @@ async def ensure_stream(  # noqa: PLR0913 - each knob is one stream setting an o
     events = StreamConfig(
         name=EVENTS_STREAM,
         description="Events of the ticketing services (ticketing-common)",
-        subjects=[subject.value for subject in Subjects],
+        subjects=[*(subject.value for subject in Subjects), f"{SCHEDULE_SUBJECT_PREFIX}.>"],
         retention=RetentionPolicy.LIMITS,
         storage=storage,
         num_replicas=replicas,
         duplicate_window=duplicate_window,
         max_age=max_age,
         discard=DiscardPolicy.OLD,
+        # Delayed events (BasePublisher.schedule) live in the stream itself: no Redis, no timer process,
+        # and they survive a restart of any service or of the server. Needs nats-server 2.12 or later.
+        allow_msg_schedules=True,
     )
     dead_letters = StreamConfig(
         name=DEAD_LETTERS_STREAM,

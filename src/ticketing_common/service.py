@@ -48,11 +48,14 @@ E = TypeVar("E", bound=Event)
 
 @dataclass(frozen=True, kw_only=True)
 class ServiceSettings:
-    """A service's configuration, from ``JWT_KEY``, ``NATS_URL``, ``DATABASE_URL`` and ``PORT``."""
+    """A service's configuration, from ``JWT_KEY``, ``NATS_URL``, ``DATABASE_URL``, ``PORT`` and so on."""
 
     name: str
-    nats_url: str
+    nats_url: str | None
+    """None for a service that neither publishes nor listens (auth)."""
     database_url: str
+    host: str
+    """The address to listen on: ``HOST``, default 127.0.0.1 (0.0.0.0 in a container)."""
     port: int
     session: SessionConfig
 
@@ -63,14 +66,19 @@ class ServiceSettings:
         environ: Mapping[str, str] | None = None,
         *,
         default_port: int = 3000,
-        secure_cookies: bool = True,
+        secure_cookies: bool | None = None,
+        uses_nats: bool = True,
     ) -> ServiceSettings:
         """Read the environment; raise ``ConfigurationError`` naming every missing variable at once.
 
-        ``DATABASE_URL`` defaults to an SQLite file named after the service in the working directory.
+        ``DATABASE_URL`` defaults to an SQLite file named after the service in the working directory;
+        ``NATS_URL`` is required unless ``uses_nats`` is False. Session cookies are HTTPS-only unless
+        ``secure_cookies`` is False or, when it is not given, ``SECURE_COOKIES`` is ``false`` (plain-HTTP
+        local runs such as the demo).
         """
         env = os.environ if environ is None else environ
-        missing = [variable for variable in ("JWT_KEY", "NATS_URL") if not env.get(variable)]
+        required = ("JWT_KEY", "NATS_URL") if uses_nats else ("JWT_KEY",)
+        missing = [variable for variable in required if not env.get(variable)]
         if missing:
             raise ConfigurationError(f"the {name} service cannot start: set {' and '.join(missing)}")
         try:
@@ -79,10 +87,16 @@ class ServiceSettings:
             raise ConfigurationError(f"PORT must be a number, not {env['PORT']!r}") from None
         return cls(
             name=name,
-            nats_url=env["NATS_URL"],
+            nats_url=env["NATS_URL"] if uses_nats else None,
             database_url=env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{name}.db",
+            host=env.get("HOST") or "127.0.0.1",
             port=port,
-            session=SessionConfig.from_env(env, secure=secure_cookies),
+            session=SessionConfig.from_env(
+                env,
+                secure=secure_cookies
+                if secure_cookies is not None
+                else env.get("SECURE_COOKIES", "true").lower() not in {"false", "0", "no"},
+            ),
         )
 
 
@@ -120,15 +134,11 @@ class Service:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         """Start everything, serve, then stop listeners, relay, NATS (drained) and database, in that order."""
         await self.database.create_all(self.metadata)
-        await self.nats.connect(self.settings.nats_url, name=f"{self.settings.name}-service")
         try:
-            await ensure_stream(self.nats.jetstream)
-            self._relay = OutboxRelay(self.database, self.outbox, self.client)
-            self._relay.start()
-            for listener_type in self.listener_types:
-                listener = listener_type(self)
-                await listener.listen()
-                self.listeners.append(listener)
+            if self.settings.nats_url is not None:
+                await self._start_messaging(self.settings.nats_url)
+            elif self.listener_types:
+                raise ConfigurationError(f"the {self.settings.name} service listens, so it needs NATS_URL")
             logger.info("%s service started", self.settings.name)
             yield
         finally:
@@ -140,6 +150,16 @@ class Service:
                 await self._relay.flush()
             await self.nats.close()
             await self.database.dispose()
+
+    async def _start_messaging(self, nats_url: str) -> None:
+        await self.nats.connect(nats_url, name=f"{self.settings.name}-service")
+        await ensure_stream(self.nats.jetstream)
+        self._relay = OutboxRelay(self.database, self.outbox, self.client)
+        self._relay.start()
+        for listener_type in self.listener_types:
+            listener = listener_type(self)
+            await listener.listen()
+            self.listeners.append(listener)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -17,4 +17,4 @@ from .app import create_app
 if __name__ == "__main__":
     settings = ServiceSettings.from_env("orders", default_port=3002)
     window = timedelta(seconds=float(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900")))
-    uvicorn.run(create_app(settings, expiration_window=window), host="127.0.0.1", port=settings.port)
+    uvicorn.run(create_app(settings, expiration_window=window), host=settings.host, port=settings.port)

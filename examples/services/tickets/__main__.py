@@ -10,4 +10,4 @@ from .app import create_app
 
 if __name__ == "__main__":
     settings = ServiceSettings.from_env("tickets", default_port=3001)
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.port)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)

@@ -1,0 +1,1 @@
+"""The expiration reference service: no HTTP, no database; JetStream itself keeps the timers."""
