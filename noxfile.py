@@ -7,10 +7,10 @@ import nox
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "contracts"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-TYPED_PATHS = ["src", "examples", "typing_tests", "benchmarks", "tests", "noxfile.py"]
+TYPED_PATHS = ["src", "examples", "typing_tests", "benchmarks", "tests", "scripts", "noxfile.py"]
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -69,3 +69,17 @@ def build(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "build"))
     session.run("python", "-m", "build", "--outdir", "dist")
     session.run("twine", "check", "--strict", "dist/*")
+
+
+@nox.session
+def contracts(session: nox.Session) -> None:
+    """Check the event contracts against the last released snapshot (semantic versioning gate)."""
+    session.install(".")
+    session.run("ticketing-contracts", "check", *session.posargs)
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """Release: ``nox -s release -- patch|minor|major [--repository-url URL] [--dry-run]``."""
+    session.install(".", "nox>=2025.2.9", *nox.project.dependency_groups(PYPROJECT, "build"))
+    session.run("python", "scripts/release.py", *session.posargs)

@@ -1,0 +1,216 @@
+"""The events' contracts as JSON Schema snapshots, the semantic-version gate on them, and AsyncAPI.
+
+``ticketing-contracts export`` writes ``contracts/<version>.json`` (each event's JSON Schema, camelCase as on
+the wire, keyed by subject); ``ticketing-contracts check`` compares the current models with the last
+snapshot and exits 1 when the project's version is lower than the changes need (see ``_compat``);
+``ticketing-contracts asyncapi`` writes an AsyncAPI 3.0 document of every channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ticketing_common import _events
+from ticketing_common._compat import Finding, Level, Rule, compare_contracts, required_level
+from ticketing_common._events import Event
+from ticketing_common._subjects import Subjects
+from ticketing_common._version import __version__
+
+__all__ = [
+    "Finding",
+    "Level",
+    "Rule",
+    "asyncapi_document",
+    "bump",
+    "compare_contracts",
+    "current_contracts",
+    "last_snapshot",
+    "main",
+    "parse_version",
+    "required_level",
+    "write_asyncapi",
+    "write_snapshot",
+]
+
+Version = tuple[int, int, int]
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+
+
+def event_types() -> list[type[Event]]:
+    """Every event model of the package, one per subject, in ``Subjects`` order."""
+    by_subject = {
+        model.subject: model
+        for model in vars(_events).values()
+        if isinstance(model, type) and issubclass(model, Event) and "subject" in model.__dict__
+    }
+    return [by_subject[subject] for subject in Subjects]
+
+
+def current_contracts() -> dict[str, dict[str, Any]]:
+    """Subject -> the JSON Schema of its event as consumers validate it (camelCase field names)."""
+    return {model.subject.value: model.model_json_schema(by_alias=True) for model in event_types()}
+
+
+def parse_version(text: str) -> Version:
+    """``1.2.3`` (or ``1.2.3.dev0``) -> (1, 2, 3)."""
+    match = _VERSION.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a MAJOR.MINOR.PATCH version")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def bump(version: Version, level: Level) -> Version:
+    """The version after a bump of ``level`` (NONE leaves it as it is)."""
+    major, minor, patch = version
+    if level is Level.MAJOR:
+        return major + 1, 0, 0
+    if level is Level.MINOR:
+        return major, minor + 1, 0
+    if level is Level.PATCH:
+        return major, minor, patch + 1
+    return version
+
+
+def last_snapshot(folder: Path) -> tuple[Version, dict[str, dict[str, Any]]] | None:
+    """The highest version with a snapshot in ``folder`` and its contracts; None if there is none."""
+    snapshots = {
+        parse_version(path.stem): path for path in folder.glob("*.json") if _VERSION.match(path.stem)
+    }
+    if not snapshots:
+        return None
+    version = max(snapshots)
+    contracts: dict[str, dict[str, Any]] = json.loads(snapshots[version].read_text())["events"]
+    return version, contracts
+
+
+def write_snapshot(folder: Path, version: Version) -> Path:
+    """Write ``<folder>/<version>.json`` with the current contracts; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{'.'.join(map(str, version))}.json"
+    snapshot = {"version": ".".join(map(str, version)), "events": current_contracts()}
+    path.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def asyncapi_document(version: str) -> dict[str, Any]:
+    """An AsyncAPI 3.0 document: one channel per subject, one message per event, their payload schemas."""
+    schemas: dict[str, Any] = {}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for model in event_types():
+        name = model.__name__
+        schema = json.loads(
+            json.dumps(model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}"))
+        )
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+        messages[name] = {
+            "name": name,
+            "title": model.subject.value,
+            "summary": (model.__doc__ or "").strip().splitlines()[0],
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+        }
+        channel = _channel_id(model.subject)
+        channels[channel] = {
+            "address": model.subject.value,
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        }
+        for action in ("send", "receive"):
+            operations[f"{action}{channel[0].upper()}{channel[1:]}"] = {
+                "action": action,
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
+            }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "ticketing events",
+            "version": version,
+            "description": "The events of the ticketing services, on NATS JetStream (ticketing-common).",
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def write_asyncapi(path: Path, version: str) -> Path:
+    """Write ``asyncapi_document(version)`` to ``path`` and return it.
+
+    As JSON, which is YAML 1.2: writing needs no YAML library, and any YAML tool reads it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asyncapi_document(version), indent=2) + "\n")
+    return path
+
+
+def _channel_id(subject: Subjects) -> str:
+    first, *rest = re.split(r"[:.\-]", subject.value)
+    return first + "".join(part.capitalize() for part in rest)
+
+
+def check(folder: Path) -> tuple[Level, list[Finding], Version | None]:
+    """The level the changes since the last snapshot need, the findings, and that snapshot's version."""
+    last = last_snapshot(folder)
+    if last is None:
+        return Level.NONE, [], None
+    released, contracts = last
+    findings = compare_contracts(contracts, current_contracts())
+    return required_level(findings), findings, released
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``ticketing-contracts`` command."""
+    parser = argparse.ArgumentParser(prog="ticketing-contracts", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("contracts"), help="the snapshots' folder")
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write the snapshot of this version")
+    export.add_argument("--version", default=__version__, help="default: the package's version")
+    check_command = commands.add_parser(
+        "check", help="compare with the last snapshot; exit 1 if the version is too low"
+    )
+    check_command.add_argument("--version", default=__version__, help="default: the package's version")
+    asyncapi = commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document")
+    asyncapi.add_argument("--output", type=Path, default=Path("contracts/asyncapi.yaml"))
+    asyncapi.add_argument("--version", default=__version__)
+    args = parser.parse_args(argv)
+
+    if args.command == "export":
+        print(f"wrote {write_snapshot(args.dir, parse_version(args.version))}")
+        return 0
+    if args.command == "asyncapi":
+        print(f"wrote {write_asyncapi(args.output, args.version)}")
+        return 0
+    version = parse_version(args.version)
+    level, findings, released = check(args.dir)
+    if released is None:
+        print(f"no snapshot in {args.dir}: nothing to compare with (run: ticketing-contracts export)")
+        return 0
+    for finding in findings:
+        print(finding)
+    needed = bump(released, level)
+    shown = ".".join(map(str, needed))
+    if version < needed:
+        print(
+            f"FAIL: the contracts changed since {'.'.join(map(str, released))} in a way that needs a "
+            f"{level.name.lower()} release ({shown} or later), but the version is {args.version}",
+            file=sys.stderr,
+        )
+        return 1
+    since = ".".join(map(str, released))
+    print(f"OK: version {args.version} covers the changes since {since} ({level.name.lower()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
