@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats.js.errors
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 
@@ -66,7 +67,10 @@ async def published(js: JetStreamContext, subject: str | None = None) -> list[di
     info = await js.stream_info(EVENTS_STREAM)
     events = []
     for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-        message = await js.get_msg(EVENTS_STREAM, sequence)
+        try:
+            message = await js.get_msg(EVENTS_STREAM, sequence)
+        except nats.js.errors.NotFoundError:  # removed: a schedule that fired, a cancelled one
+            continue
         if subject is None or message.subject == subject:
             events.append(json.loads(message.data or b""))
     return events

@@ -12,9 +12,8 @@ from nats.js import JetStreamContext
 
 from conftest import consumer_is_settled, eventually
 from expiration.service import expiration_service
-from test_schedule import fired, pending_schedules
+from test_schedule import expirations, fired, pending, unique
 from ticketing_common import (
-    EVENTS_STREAM,
     BasePublisher,
     NatsWrapper,
     OrderCancelledEvent,
@@ -53,19 +52,13 @@ async def service(nats_server: NatsServer, jetstream: JetStreamContext) -> Async
         yield wrapper
 
 
-async def expirations(js: JetStreamContext) -> int:
-    info = await js.stream_info(EVENTS_STREAM, subjects_filter="expiration:complete")
-    return (info.state.subjects or {}).get("expiration:complete", 0)
-
-
 async def test_an_order_expires_at_its_expires_at(
     service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """expiration:complete {orderId} comes once expiresAt has passed, and order:created is acked."""
-    event = created("o1", expires_in=0.5)
+    event = created(unique("o"), expires_in=0.5)
     await OrderCreatedPublisher(nats_client).publish(event)
-    [(arrival, order_id)] = await fired(jetstream, 1)
-    assert order_id == "o1"
+    [(arrival, _)] = await fired(jetstream, event.id)
     assert arrival >= event.expires_at - timedelta(milliseconds=50)
     await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
 
@@ -74,8 +67,9 @@ async def test_an_order_already_past_expires_at_once(
     service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """An expiresAt in the past (the service was down, the order is old) fires straight away."""
-    await OrderCreatedPublisher(nats_client).publish(created("o1", expires_in=-600))
-    assert [order for _, order in await fired(jetstream, 1)] == ["o1"]
+    event = created(unique("o"), expires_in=-600)
+    await OrderCreatedPublisher(nats_client).publish(event)
+    assert [order for _, order in await fired(jetstream, event.id)] == [event.id]
 
 
 async def test_a_redelivered_order_expires_once(
@@ -83,43 +77,45 @@ async def test_a_redelivered_order_expires_once(
 ) -> None:
     """The same order:created delivered twice (two message ids) schedules one expiration."""
     publisher = OrderCreatedPublisher(nats_client)
-    event = created("o1", expires_in=0.5)
+    event = created(unique("o"), expires_in=0.5)
     await publisher.publish(event, msg_id="first delivery")
     await publisher.publish(event, msg_id="second delivery")
     await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
-    await fired(jetstream, 1)
-    assert await pending_schedules(jetstream) == {}
-    assert await expirations(jetstream) == 1
+    await fired(jetstream, event.id)
+    assert await pending(jetstream, event.id) == {}
+    assert await expirations(jetstream, event.id) == 1
 
 
 async def test_a_cancelled_order_does_not_expire(
     service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """order:cancelled withdraws the expiration; an order due later still expires, and alone."""
-    await OrderCreatedPublisher(nats_client).publish(created("cancelled", expires_in=0.4))
-    await OrderCreatedPublisher(nats_client).publish(created("kept", expires_in=0.8))
+    cancelled, kept = created(unique("cancelled"), expires_in=0.4), created(unique("kept"), expires_in=0.8)
+    await OrderCreatedPublisher(nats_client).publish(cancelled)
+    await OrderCreatedPublisher(nats_client).publish(kept)
     await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
     await OrderCancelledPublisher(nats_client).publish(
-        OrderCancelledEvent(id="cancelled", version=1, ticket=OrderCancelledTicket(id="t1"))
+        OrderCancelledEvent(id=cancelled.id, version=1, ticket=OrderCancelledTicket(id="t1"))
     )
     await eventually(lambda: consumer_is_settled(jetstream, "expiration-service_order_cancelled"))
-    assert [order for _, order in await fired(jetstream, 1)] == ["kept"]
-    assert await expirations(jetstream) == 1
+    assert [order for _, order in await fired(jetstream, cancelled.id, kept.id)] == [kept.id]
+    assert await expirations(jetstream, cancelled.id) == 0
 
 
 async def test_an_expiration_survives_a_restart_of_the_service(
     nats_server: NatsServer, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """Scheduled, service stopped, due while it is down, service started again: one expiration."""
+    event = created(unique("o"), expires_in=1)
     async with expiration_service(nats_server.url):
-        await OrderCreatedPublisher(nats_client).publish(created("o1", expires_in=1))
+        await OrderCreatedPublisher(nats_client).publish(event)
         await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
-    assert await pending_schedules(jetstream) == {"schedule.expiration:complete.o1": 1}
-    await fired(jetstream, 1)  # while the service is down
+    assert await pending(jetstream, event.id) == {event.id: 1}
+    await fired(jetstream, event.id)  # while the service is down
     async with expiration_service(nats_server.url):
         await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
-    assert await pending_schedules(jetstream) == {}
-    assert await expirations(jetstream) == 1
+    assert await pending(jetstream, event.id) == {}
+    assert await expirations(jetstream, event.id) == 1
 
 
 async def test_an_expiration_survives_a_restart_of_nats_server() -> None:
@@ -127,7 +123,7 @@ async def test_an_expiration_survives_a_restart_of_nats_server() -> None:
     with NatsServer() as server:
         async with expiration_service(server.url):
             client = await nats.connect(server.url)
-            event = created("o1", expires_in=3)  # a restart takes well under a second
+            event = created(unique("o"), expires_in=3)  # a restart takes well under a second
             await OrderCreatedPublisher(client).publish(event)
             await eventually(lambda: consumer_is_settled(client.jetstream(), CONSUMER))
             await client.close()
@@ -135,9 +131,9 @@ async def test_an_expiration_survives_a_restart_of_nats_server() -> None:
             client = await nats.connect(server.url)
             try:
                 js = client.jetstream()
-                assert await pending_schedules(js) == {"schedule.expiration:complete.o1": 1}
-                [(arrival, order_id)] = await fired(js, 1)
-                assert (order_id, arrival >= event.expires_at - timedelta(milliseconds=50)) == ("o1", True)
-                assert await expirations(js) == 1
+                assert await pending(js, event.id) == {event.id: 1}
+                [(arrival, _)] = await fired(js, event.id)
+                assert arrival >= event.expires_at - timedelta(milliseconds=50)
+                assert await expirations(js, event.id) == 1
             finally:
                 await client.close()
