@@ -65,7 +65,9 @@ def signed_in(user_id: str, email: str | None = None) -> dict[str, str]:
 async def published(js: JetStreamContext, subject: str | None = None) -> list[dict[str, Any]]:
     """The events in the stream, oldest first (only ``subject``'s if given), as their JSON."""
     info = await js.stream_info(EVENTS_STREAM)
-    events = []
+    events: list[dict[str, Any]] = []
+    if not info.state.messages:
+        return events
     for sequence in range(info.state.first_seq, info.state.last_seq + 1):
         try:
             message = await js.get_msg(EVENTS_STREAM, sequence)
