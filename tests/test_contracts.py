@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -25,6 +29,7 @@ from ticketing_common.contracts import (
 STRING: dict[str, Any] = {"type": "string"}
 INTEGER: dict[str, Any] = {"type": "integer"}
 NUMBER: dict[str, Any] = {"type": "number"}
+ASYNCAPI_SPECS = "6.11.1"  # the npm package of the AsyncAPI JSON Schemas
 NULLABLE_STRING: dict[str, Any] = {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
 
 
@@ -353,3 +358,28 @@ def _refs(node: Any) -> Any:  # noqa: ANN401 - any JSON
     elif isinstance(node, list):
         for item in node:
             yield from _refs(item)
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="the AsyncAPI specification is fetched with npm")
+def test_the_asyncapi_document_is_valid_against_the_official_schema(tmp_path: Path) -> None:
+    """The document validates against AsyncAPI 3.0.0's own JSON Schema (from the @asyncapi/specs package)."""
+    fetched = subprocess.run(  # noqa: S603 - fixed arguments
+        ["npm", "pack", "--silent", f"@asyncapi/specs@{ASYNCAPI_SPECS}"],  # noqa: S607 - npm from PATH
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    with tarfile.open(tmp_path / fetched.stdout.strip()) as archive:
+        member = archive.extractfile("package/schemas/3.0.0-without-$id.json")
+        assert member is not None
+        specification = json.load(member)
+    validator = jsonschema.validators.validator_for(specification)(specification)
+    errors = [
+        f"{list(error.path)}: {error.message}" for error in validator.iter_errors(asyncapi_document("1.2.3"))
+    ]
+    assert errors == []
+    broken = asyncapi_document("1.2.3")
+    del broken["info"]
+    assert list(validator.iter_errors(broken)), "the official schema must reject a document without info"
