@@ -22,14 +22,13 @@ ROOT = Path.cwd()
 # The models of this checkout, not of whatever ticketing-common the running environment has installed.
 sys.path.insert(0, str(ROOT / "src"))
 
+from ticketing_common._version import __version__  # noqa: E402 - this checkout's, as above
 from ticketing_common.contracts import (  # noqa: E402 - after the path to this checkout's package
     Level,
     bump,
-    compare_contracts,
-    current_contracts,
-    last_snapshot,
+    check,
+    format_version,
     parse_version,
-    required_level,
     write_asyncapi,
     write_snapshot,
 )
@@ -56,32 +55,24 @@ def run(*command: str, capture: bool = False) -> str:
     return result.stdout if capture else ""
 
 
-def new_version(level: Level) -> str:
-    """The version to release: a bump of the last released one, or the project's own for a first release."""
-    last = last_snapshot(CONTRACTS)
-    namespace: dict[str, str] = {}
-    exec(VERSION_FILE.read_text(), namespace)  # noqa: S102 - our own one-line version file
-    if last is None:
-        return ".".join(map(str, parse_version(namespace["__version__"])))
-    return ".".join(map(str, bump(last[0], level)))
+def contract_gate(level: Level) -> str:
+    """Refuse a bump smaller than the contract changes need, listing those that need more; return the version.
 
-
-def contract_gate(level: Level) -> None:
-    """Refuse a bump smaller than the contract changes need, listing the changes that need more."""
-    last = last_snapshot(CONTRACTS)
-    if last is None:
+    The version is a bump of the last released one, or the project's own for a first release.
+    """
+    needed, findings, released = check(CONTRACTS)
+    if released is None:
         print("no released contract snapshot yet: this first release makes one")
-        return
-    findings = compare_contracts(last[1], current_contracts())
+        return format_version(parse_version(__version__))
     for finding in findings:
         print("  ", finding)
-    needed = required_level(findings)
     if level < needed:
         too_big = "\n".join(f"  {finding}" for finding in findings if finding.level > level)
         raise ReleaseRefusedError(
             f"a {level.name.lower()} release cannot carry these contract changes; "
             f"they need a {needed.name.lower()} release:\n{too_big}"
         )
+    return format_version(bump(released, level))
 
 
 def update_changelog(version: str, today: dt.date) -> None:
@@ -98,10 +89,9 @@ def release(level: Level, repository_url: str, *, dry_run: bool, checks: list[st
     """Do the release; return the version."""
     if run("git", "status", "--porcelain", capture=True).strip():
         raise ReleaseRefusedError("the working tree has uncommitted changes: commit or stash them first")
-    for check in checks:
-        run(*shlex.split(check))
-    contract_gate(level)
-    version = new_version(level)
+    for command in checks:
+        run(*shlex.split(command))
+    version = contract_gate(level)
     print(f"releasing {version} ({level.name.lower()})", flush=True)
     try:
         VERSION_FILE.write_text(f'__version__ = "{version}"\n')

@@ -145,19 +145,12 @@ class _Comparison:
     def add(self, path: str, rule: Rule, detail: str = "") -> None:
         self.findings.append(Finding(self.subject, path, rule, detail))
 
-    def resolve(self, schema: Schema, root: Schema) -> Schema:
-        # Local references only, as pydantic writes them: #/$defs/Name.
-        while "$ref" in schema:
-            name = schema["$ref"].removeprefix("#/$defs/")
-            schema = {**root.get("$defs", {})[name], **{k: v for k, v in schema.items() if k != "$ref"}}
-        return schema
-
     def schema(self, path: str, old: Schema, new: Schema, seen: set[tuple[str, str]]) -> None:
         refs = (old.get("$ref", ""), new.get("$ref", ""))
         if refs != ("", "") and refs in seen:
             return  # a recursive model: this pair is being compared further up
         seen = seen | {refs}
-        old, new = self.resolve(old, self.old_root), self.resolve(new, self.new_root)
+        old, new = _resolve(old, self.old_root), _resolve(new, self.new_root)
         old_types, new_types = _types(old, self.old_root), _types(new, self.new_root)
         if old_types != new_types:
             self.add(path, Rule.TYPE_CHANGED, f"{_show(old_types)} -> {_show(new_types)}")
@@ -166,8 +159,8 @@ class _Comparison:
         self.enum(path, old, new)
         # Same type set: compare what is inside each branch (the non-null one of a nullable field, items).
         for old_option, new_option in zip(_branches(old), _branches(new), strict=True):
-            old_branch = self.resolve(old_option, self.old_root)
-            new_branch = self.resolve(new_option, self.new_root)
+            old_branch = _resolve(old_option, self.old_root)
+            new_branch = _resolve(new_option, self.new_root)
             if "properties" in old_branch or "properties" in new_branch:
                 self.properties(path, old_branch, new_branch, seen)
             if "items" in old_branch and "items" in new_branch:
@@ -214,6 +207,14 @@ class _Comparison:
             self.schema(f"{path}.{name}", old_props[name], new_props[name], seen)
 
 
+def _resolve(schema: Schema, root: Schema) -> Schema:
+    # Local references only, as pydantic writes them (#/$defs/Name); keys beside a $ref win.
+    while "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/$defs/")
+        schema = {**root.get("$defs", {})[name], **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
 def _branches(schema: Schema) -> list[Schema]:
     # A nullable field is anyOf [X, null]: compare the X branches, in a stable order.
     options = schema.get("anyOf") or schema.get("oneOf")
@@ -228,10 +229,7 @@ def _types(schema: Schema, root: Schema) -> frozenset[str]:
     options = schema.get("anyOf") or schema.get("oneOf") or [schema]
     kinds: set[str] = set()
     for option in options:
-        resolved = option
-        while "$ref" in resolved:
-            resolved = root.get("$defs", {})[resolved["$ref"].removeprefix("#/$defs/")]
-        kind = resolved.get("type", "any")
+        kind = _resolve(option, root).get("type", "any")
         kinds.update(kind if isinstance(kind, list) else [kind])
     return frozenset(kinds)
 
@@ -240,9 +238,7 @@ def _enum(schema: Schema, root: Schema) -> set[Any] | None:
     values: set[Any] = set()
     found = False
     for option in schema.get("anyOf") or [schema]:
-        resolved = option
-        while "$ref" in resolved:
-            resolved = root.get("$defs", {})[resolved["$ref"].removeprefix("#/$defs/")]
+        resolved = _resolve(option, root)
         if "enum" in resolved:
             found = True
             values.update(resolved["enum"])

@@ -28,8 +28,10 @@ __all__ = [
     "Rule",
     "asyncapi_document",
     "bump",
+    "check",
     "compare_contracts",
     "current_contracts",
+    "format_version",
     "last_snapshot",
     "main",
     "parse_version",
@@ -66,6 +68,11 @@ def parse_version(text: str) -> Version:
     return major, minor, patch
 
 
+def format_version(version: Version) -> str:
+    """(1, 2, 3) -> ``1.2.3``."""
+    return ".".join(map(str, version))
+
+
 def bump(version: Version, level: Level) -> Version:
     """The version after a bump of ``level`` (NONE leaves it as it is)."""
     major, minor, patch = version
@@ -93,8 +100,8 @@ def last_snapshot(folder: Path) -> tuple[Version, dict[str, dict[str, Any]]] | N
 def write_snapshot(folder: Path, version: Version) -> Path:
     """Write ``<folder>/<version>.json`` with the current contracts; return its path."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{'.'.join(map(str, version))}.json"
-    snapshot = {"version": ".".join(map(str, version)), "events": current_contracts()}
+    path = folder / f"{format_version(version)}.json"
+    snapshot = {"version": format_version(version), "events": current_contracts()}
     path.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -107,9 +114,7 @@ def asyncapi_document(version: str) -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for model in event_types():
         name = model.__name__
-        schema = json.loads(
-            json.dumps(model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}"))
-        )
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[name] = schema
         messages[name] = {
@@ -199,15 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for finding in findings:
         print(finding)
     needed = bump(released, level)
-    shown = ".".join(map(str, needed))
+    since, least = format_version(released), format_version(needed)
     if version < needed:
         print(
-            f"FAIL: the contracts changed since {'.'.join(map(str, released))} in a way that needs a "
-            f"{level.name.lower()} release ({shown} or later), but the version is {args.version}",
+            f"FAIL: the contracts changed since {since} in a way that needs a "
+            f"{level.name.lower()} release ({least} or later), but the version is {args.version}",
             file=sys.stderr,
         )
         return 1
-    since = ".".join(map(str, released))
     print(f"OK: version {args.version} covers the changes since {since} ({level.name.lower()})")
     return 0
 
