@@ -59,7 +59,10 @@ async def publish(client: Client, count: int, *, start: int = 0) -> None:
 
 async def dead_letters(js: JetStreamContext) -> list[RawStreamMsg]:
     info = await js.stream_info(DEAD_LETTERS_STREAM)
-    return [await js.get_msg(DEAD_LETTERS_STREAM, seq) for seq in range(1, info.state.messages + 1)]
+    if not info.state.messages:
+        return []
+    first, last = info.state.first_seq, info.state.last_seq
+    return [await js.get_msg(DEAD_LETTERS_STREAM, seq) for seq in range(first, last + 1)]
 
 
 async def test_events_published_before_listening_are_delivered(
@@ -140,12 +143,12 @@ async def test_an_exception_in_the_handler_naks_and_redelivers(
 
     listener = FailsOnce(nats_client)
     await listener.listen()
-    await TicketCreatedPublisher(nats_client).publish(ticket(1))
+    ack = await TicketCreatedPublisher(nats_client).publish(ticket(1))
     await wait_until(lambda: len(listener.handled) == 1)
     await listener.close()
     assert listener.handled == [("t1", 2)]
     failure = next(r for r in caplog.records if "database busy" in r.getMessage())
-    assert "ticket:created stream sequence 1, delivery 1" in failure.getMessage()
+    assert f"ticket:created stream sequence {ack.seq}, delivery 1" in failure.getMessage()
 
 
 async def test_an_out_of_order_event_waits_for_its_predecessor(
@@ -205,8 +208,10 @@ async def test_an_invalid_event_goes_to_the_dead_letters_untouched(
     """Bad JSON and a wrong field type never reach on_message: terminated, copied with the reason."""
     listener = Recorder(nats_client)
     await listener.listen()
-    await jetstream.publish("ticket:created", b"{not json")
-    await jetstream.publish("ticket:created", b'{"id":"t9","version":"1","title":"x","price":1,"userId":"u"}')
+    bad_json = await jetstream.publish("ticket:created", b"{not json")
+    bad_type = await jetstream.publish(
+        "ticket:created", b'{"id":"t9","version":"1","title":"x","price":1,"userId":"u"}'
+    )
     await publish(nats_client, 1)
     await wait_until(lambda: len(listener.handled) == 1)
     await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
@@ -224,10 +229,10 @@ async def test_an_invalid_event_goes_to_the_dead_letters_untouched(
     assert [
         (h["Ticketing-Subject"], h["Ticketing-Stream-Sequence"], h["Ticketing-Deliveries"]) for h in headers
     ] == [
-        ("ticket:created", "1", "1"),
-        ("ticket:created", "2", "1"),
+        ("ticket:created", str(bad_json.seq), "1"),
+        ("ticket:created", str(bad_type.seq), "1"),
     ]
-    assert "dead letter: ticket:created stream sequence 1, delivery 1" in caplog.text
+    assert f"dead letter: ticket:created stream sequence {bad_json.seq}, delivery 1" in caplog.text
 
 
 async def test_an_event_that_keeps_failing_ends_in_the_dead_letters(

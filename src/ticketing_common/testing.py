@@ -193,19 +193,33 @@ async def nats_client(nats_server: NatsServer) -> AsyncIterator[Client]:
 
 @pytest_asyncio.fixture
 async def jetstream(nats_client: Client) -> AsyncIterator[JetStreamContext]:
-    """The JetStream context of ``nats_client``, on ticketing streams made afresh for this test."""
+    """The JetStream context of ``nats_client``, on ticketing streams made afresh for this test.
+
+    Deleting and re-creating (rather than purging) also forgets the ``Nats-Msg-Id`` of earlier tests,
+    which a purge keeps within the duplicate window.
+    """
     js = nats_client.jetstream()
+    async with asyncio.timeout(10):
+        while not await _made_afresh(js):  # noqa: ASYNC110 - the server tells no one when its files are gone
+            await asyncio.sleep(0.05)
+    yield js
+
+
+async def _made_afresh(js: JetStreamContext) -> bool:
+    """Delete every stream and create the ticketing ones; False if the server was not ready for it."""
     for stream in await js.streams_info():
         await js.delete_stream(stream.config.name or "")
-    # The server removes a deleted stream's files in the background; until it has, re-creating the same
-    # name can fail with "error creating store for stream" (10049). Retry until it succeeds.
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                await ensure_stream(js)
-                break
-            except nats.js.errors.ServerError as error:
-                if error.err_code != _STORE_NOT_READY:
-                    raise
-                await asyncio.sleep(0.05)
-    yield js
+    try:
+        streams = await ensure_stream(js)
+    except nats.js.errors.ServerError as error:
+        # Until the server has removed a deleted stream's files, re-creating the same name can fail
+        # with "error creating store for stream".
+        if error.err_code != _STORE_NOT_READY:
+            raise
+        return False
+    # Under load, a stream re-created too soon after its deletion can come back with the old messages
+    # (seen with nats-server 2.15): then delete it again.
+    return all(
+        info.state.messages == 0 and info.state.consumer_count == 0
+        for info in (streams.events, streams.dead_letters)
+    )
