@@ -158,7 +158,11 @@ async def ready(urls: dict[str, str], js: JetStreamContext) -> None:
 
     async def expiration_listens() -> bool:
         names = {consumer.config.durable_name for consumer in await js.consumers_info(EVENTS_STREAM)}
-        return "expiration-service_order_created" in names
+        wanted = {
+            f"expiration-service_{subject}"
+            for subject in ("order_created", "order_cancelled", "payment_created")
+        }
+        return wanted <= names
 
     await until("the expiration service listening", expiration_listens)
     say("all five services are up: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
@@ -235,6 +239,16 @@ async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> No
         say("the unpaid order expired: orders shows it cancelled")
         await until("the ticket released", lambda: _reserved(seller, tickets, festival["id"], None))
         say("tickets shows the festival ticket free again")
+        # The paid order was due first: had its expiration not been withdrawn, it would have fired by now.
+        fired = any(
+            subject == "expiration:complete" and data.get("orderId") == order["id"]
+            for subject, data in tap.seen
+        )
+        say(
+            "the paid order's expiration fired anyway (payment:created came late); orders ignored it"
+            if fired
+            else "the paid order's expiration never fired: payment:created withdrew it"
+        )
         await until(
             "the paid order still complete", lambda: _order_status(buyer, orders, order["id"], "complete")
         )
@@ -243,7 +257,7 @@ async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> No
         "ticket:created": 2,
         "order:created": 2,
         "payment:created": 1,
-        "expiration:complete": 2,  # the paid order's too: orders ignores it, the order stays complete
+        "expiration:complete": 1,  # the unpaid order's: payment:created withdrew the paid order's
         "order:cancelled": 1,
     }
     for subject, count in expected.items():

@@ -21,6 +21,7 @@ from ticketing_common import (
     OrderCreatedEvent,
     OrderCreatedTicket,
     OrderStatus,
+    PaymentCreatedEvent,
 )
 from ticketing_common.testing import NatsServer
 
@@ -33,6 +34,10 @@ class OrderCreatedPublisher(BasePublisher[OrderCreatedEvent]):
 
 class OrderCancelledPublisher(BasePublisher[OrderCancelledEvent]):
     """Plays the orders service."""
+
+
+class PaymentCreatedPublisher(BasePublisher[PaymentCreatedEvent]):
+    """Plays the payments service."""
 
 
 def created(order_id: str, expires_in: float) -> OrderCreatedEvent:
@@ -90,7 +95,8 @@ async def test_a_cancelled_order_does_not_expire(
     service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """order:cancelled withdraws the expiration; an order due later still expires, and alone."""
-    cancelled, kept = created(unique("cancelled"), expires_in=0.4), created(unique("kept"), expires_in=0.8)
+    # 1.5 s leaves the cancellation time to arrive first even on a loaded machine.
+    cancelled, kept = created(unique("cancelled"), expires_in=1.5), created(unique("kept"), expires_in=2)
     await OrderCreatedPublisher(nats_client).publish(cancelled)
     await OrderCreatedPublisher(nats_client).publish(kept)
     await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
@@ -100,6 +106,22 @@ async def test_a_cancelled_order_does_not_expire(
     await eventually(lambda: consumer_is_settled(jetstream, "expiration-service_order_cancelled"))
     assert [order for _, order in await fired(jetstream, cancelled.id, kept.id)] == [kept.id]
     assert await expirations(jetstream, cancelled.id) == 0
+
+
+async def test_a_paid_order_does_not_expire(
+    service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """payment:created withdraws the paid order's expiration; an unpaid order due later still expires."""
+    paid, unpaid = created(unique("paid"), expires_in=1.5), created(unique("unpaid"), expires_in=2)
+    await OrderCreatedPublisher(nats_client).publish(paid)
+    await OrderCreatedPublisher(nats_client).publish(unpaid)
+    await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
+    await PaymentCreatedPublisher(nats_client).publish(
+        PaymentCreatedEvent(id=unique("payment"), order_id=paid.id, stripe_id="ch_1")
+    )
+    await eventually(lambda: consumer_is_settled(jetstream, "expiration-service_payment_created"))
+    assert [order for _, order in await fired(jetstream, paid.id, unpaid.id)] == [unpaid.id]
+    assert await expirations(jetstream, paid.id) == 0
 
 
 async def test_an_expiration_survives_a_restart_of_the_service(

@@ -22,6 +22,7 @@ from ticketing_common import (
     NatsWrapper,
     OrderCancelledEvent,
     OrderCreatedEvent,
+    PaymentCreatedEvent,
     ensure_stream,
 )
 
@@ -66,6 +67,21 @@ class OrderCancelledListener(BaseListener[OrderCancelledEvent]):
         await msg.ack()
 
 
+class PaymentCreatedListener(BaseListener[PaymentCreatedEvent]):
+    """payment:created: withdraw the paid order's pending expiration (the original let it fire)."""
+
+    queue_group_name = QUEUE_GROUP
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self.publisher = ExpirationCompletePublisher(client)
+
+    async def on_message(self, data: PaymentCreatedEvent, msg: Msg) -> None:
+        """Remove the schedule; if order:created comes later still, orders ignores the expiration."""
+        await self.publisher.cancel_schedule(data.order_id)
+        await msg.ack()
+
+
 @asynccontextmanager
 async def expiration_service(nats_url: str, wrapper: NatsWrapper | None = None) -> AsyncIterator[NatsWrapper]:
     """Connect, make sure of the streams, listen; on exit stop listening and drain the connection."""
@@ -73,7 +89,11 @@ async def expiration_service(nats_url: str, wrapper: NatsWrapper | None = None) 
     client = await nats.connect(nats_url, name="expiration-service")
     try:
         await ensure_stream(nats.jetstream)
-        for listener in (OrderCreatedListener(client), OrderCancelledListener(client)):
+        for listener in (
+            OrderCreatedListener(client),
+            OrderCancelledListener(client),
+            PaymentCreatedListener(client),
+        ):
             await listener.listen()
         logger.info("expiration service started")
         yield nats
