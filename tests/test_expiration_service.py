@@ -128,7 +128,7 @@ async def test_an_expiration_survives_a_restart_of_the_service(
     nats_server: NatsServer, nats_client: Client, jetstream: JetStreamContext
 ) -> None:
     """Scheduled, service stopped, due while it is down, service started again: one expiration."""
-    event = created(unique("o"), expires_in=1)
+    event = created(unique("o"), expires_in=2)  # time to start the service and store the schedule
     async with expiration_service(nats_server.url):
         await OrderCreatedPublisher(nats_client).publish(event)
         await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))

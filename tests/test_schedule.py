@@ -114,8 +114,8 @@ async def test_a_cancelled_schedule_never_fires(nats_client: Client, jetstream: 
     """Cancelling removes the schedule: a later one fires, the cancelled earlier one did not."""
     cancelled, kept = unique("cancelled"), unique("kept")
     publisher = ExpirationCompletePublisher(nats_client)
-    await publisher.schedule(ExpirationCompleteEvent(order_id=cancelled), at=soon(0.3), key=cancelled)
-    await publisher.schedule(ExpirationCompleteEvent(order_id=kept), at=soon(0.6), key=kept)
+    await publisher.schedule(ExpirationCompleteEvent(order_id=cancelled), at=soon(1), key=cancelled)
+    await publisher.schedule(ExpirationCompleteEvent(order_id=kept), at=soon(1.4), key=kept)
     await publisher.cancel_schedule(cancelled)
     await publisher.cancel_schedule(unique("never-scheduled"))
     # The kept schedule is due after the cancelled one: had that fired, it would have come first.
