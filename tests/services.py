@@ -1,4 +1,4 @@
-"""Run the reference services in the test process, on the session's nats-server and temporary SQLite."""
+"""Run the reference services in the test process, on the session's nats-server and a test database."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ import nats.js.errors
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 
+from conftest import DatabaseUrl
 from node_session import KEY, cookie_header, node_cookie, node_token
 from ticketing_common import EVENTS_STREAM
 from ticketing_common.service import Service, ServiceSettings
 from ticketing_common.testing import NatsServer
 
 
-def settings(name: str, nats_server: NatsServer, folder: Path, *, uses_nats: bool = True) -> ServiceSettings:
-    """The service's settings, as its environment would give them."""
-    environ = {
-        "JWT_KEY": KEY,
-        "NATS_URL": nats_server.url,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{folder / name}.db",
-    }
+def settings(
+    name: str, nats_server: NatsServer, database: DatabaseUrl | Path, *, uses_nats: bool = True
+) -> ServiceSettings:
+    """The service's settings, as its environment would give them; a folder means a SQLite file in it."""
+    url = f"sqlite+aiosqlite:///{database / name}.db" if isinstance(database, Path) else database(name)
+    environ = {"JWT_KEY": KEY, "NATS_URL": nats_server.url, "DATABASE_URL": url}
     return ServiceSettings.from_env(name, environ, uses_nats=uses_nats)
 
 

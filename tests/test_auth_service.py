@@ -14,6 +14,7 @@ import tickets.app
 from auth.app import create_app
 from auth.models import User
 from auth.passwords import hash_password, verify_password
+from conftest import DatabaseUrl
 from node_session import node_verify
 from services import ServiceClient, running, session_cookie, settings
 from ticketing_common.testing import NatsServer
@@ -22,8 +23,8 @@ USER = {"email": "test@test.com", "password": "password"}
 
 
 @pytest.fixture
-async def client(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[ServiceClient]:
-    async with running(create_app(settings("auth", nats_server, tmp_path, uses_nats=False))) as client:
+async def client(nats_server: NatsServer, database_url: DatabaseUrl) -> AsyncIterator[ServiceClient]:
+    async with running(create_app(settings("auth", nats_server, database_url, uses_nats=False))) as client:
         yield client
 
 

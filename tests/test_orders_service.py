@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy.exc import IntegrityError
 
-from conftest import consumer_is_settled, eventually
+from conftest import DatabaseUrl, consumer_is_settled, eventually
 from orders.app import create_app
 from orders.models import Order, Ticket
 from services import ServiceClient, published, running, settings, signed_in
@@ -48,9 +47,9 @@ class PaymentPublisher(BasePublisher[PaymentCreatedEvent]):
 
 @pytest.fixture
 async def client(
-    nats_server: NatsServer, jetstream: JetStreamContext, tmp_path: Path
+    nats_server: NatsServer, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> AsyncIterator[ServiceClient]:
-    async with running(create_app(settings("orders", nats_server, tmp_path))) as client:
+    async with running(create_app(settings("orders", nats_server, database_url))) as client:
         yield client
 
 

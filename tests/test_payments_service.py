@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select
 
-from conftest import consumer_is_settled, eventually
+from conftest import DatabaseUrl, consumer_is_settled, eventually
 from fake_stripe import DECLINED_TOKEN, fake_stripe
 from node_session import KEY
 from payments.app import create_app
@@ -49,9 +49,11 @@ def gateway() -> FakeGateway:
 
 @pytest.fixture
 async def client(
-    nats_server: NatsServer, jetstream: JetStreamContext, tmp_path: Path, gateway: FakeGateway
+    nats_server: NatsServer, jetstream: JetStreamContext, database_url: DatabaseUrl, gateway: FakeGateway
 ) -> AsyncIterator[ServiceClient]:
-    async with running(create_app(settings("payments", nats_server, tmp_path), gateway=gateway)) as client:
+    async with running(
+        create_app(settings("payments", nats_server, database_url), gateway=gateway)
+    ) as client:
         yield client
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
 
 import orders.app
 import tickets.app
-from conftest import eventually
+from conftest import DatabaseUrl, eventually
 from orders.models import Ticket as TicketReplica
 from services import running, service_of, settings, signed_in
 from ticketing_common import ConfigurationError
@@ -21,11 +20,11 @@ SELLER, BUYER = signed_in("seller"), signed_in("buyer")
 
 
 async def test_reserve_edit_cancel_edit_keeps_the_replica_in_step(
-    nats_server: NatsServer, jetstream: JetStreamContext, tmp_path: Path
+    nats_server: NatsServer, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> None:
     """Create in tickets, see it in orders, reserve (edit 400), cancel (edit 200): replica ends as source."""
-    tickets_app = tickets.app.create_app(settings("tickets", nats_server, tmp_path))
-    orders_app = orders.app.create_app(settings("orders", nats_server, tmp_path))
+    tickets_app = tickets.app.create_app(settings("tickets", nats_server, database_url))
+    orders_app = orders.app.create_app(settings("orders", nats_server, database_url))
     async with running(tickets_app) as tickets_api, running(orders_app) as orders_api:
 
         def replica_at(version: int) -> Callable[[], Awaitable[bool]]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select
 
-from conftest import consumer_is_settled, eventually
+from conftest import DatabaseUrl, consumer_is_settled, eventually
 from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
     BasePublisher,
@@ -39,9 +38,9 @@ class OrderCancelledPublisher(BasePublisher[OrderCancelledEvent]):
 
 @pytest.fixture
 async def client(
-    nats_server: NatsServer, jetstream: JetStreamContext, tmp_path: Path
+    nats_server: NatsServer, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> AsyncIterator[ServiceClient]:
-    async with running(create_app(settings("tickets", nats_server, tmp_path))) as client:
+    async with running(create_app(settings("tickets", nats_server, database_url))) as client:
         yield client
 
 

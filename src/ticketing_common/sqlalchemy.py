@@ -108,6 +108,7 @@ class Database:
     def __init__(self, url: str, **engine_options: Any) -> None:  # noqa: ANN401 - passed to create_async_engine
         self.url = url
         self.engine = create_async_engine(url, **engine_options)
+        event.listen(self.engine.sync_engine, "do_connect", _connect)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
@@ -139,6 +140,15 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def _connect(dialect: Dialect, _record: object, cargs: Any, cparams: Any) -> Any:  # noqa: ANN401 - a DBAPI connection
+    # asyncpg reports an unreachable server (refused, no socket, timeout) as a bare OSError, which
+    # SQLAlchemy passes through unwrapped; an OSError here can only mean the database is out of reach.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:
+        raise DatabaseConnectionError from error
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401 - a DBAPI connection

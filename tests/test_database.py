@@ -1,0 +1,47 @@
+"""The services' Database on SQLite and PostgreSQL: what a service sees when its database is out of reach."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from conftest import DatabaseUrl
+from ticketing_common import DatabaseConnectionError
+from ticketing_common.sqlalchemy import Database
+
+
+async def select_one(database: Database) -> int | None:
+    async with database.transaction() as session:
+        return (await session.execute(text("SELECT 1"))).scalar()
+
+
+async def test_a_reachable_database_answers(database_url: DatabaseUrl) -> None:
+    """The same code runs on both backends (the control for the tests below)."""
+    database = Database(database_url("reachable"))
+    try:
+        assert await select_one(database) == 1
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("sqlite+aiosqlite:///{missing}/service.db", id="sqlite-missing-folder"),
+        pytest.param("postgresql+asyncpg://postgres@/service?host={missing}", id="postgresql-no-socket"),
+        pytest.param("postgresql+asyncpg://postgres@127.0.0.1:{port}/service", id="postgresql-refused"),
+    ],
+)
+async def test_an_unreachable_database_is_a_database_connection_error(
+    url: str, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """Whatever the driver reports (asyncpg: a bare OSError), the service gets the original's 500 error."""
+    database = Database(url.format(missing=tmp_path / "missing", port=unused_tcp_port))
+    try:
+        with pytest.raises(DatabaseConnectionError) as raised:
+            await select_one(database)
+    finally:
+        await database.dispose()
+    assert raised.value.serialize_errors() == [{"message": "Error connecting to database"}]
