@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from conftest import DatabaseUrl
+from conftest import DatabaseUrl, wait_until
 from ticketing_common import DatabaseConnectionError
 from ticketing_common.sqlalchemy import Database
+
+
+def aiosqlite_threads_ended() -> bool:
+    # When a connect fails, aiosqlite stops its worker thread without waiting for it; the thread then
+    # reports to this test's event loop, which must still be open (else pytest sees a thread error).
+    return not any(thread.name.endswith("(_connection_worker_thread)") for thread in threading.enumerate())
 
 
 async def select_one(database: Database) -> int | None:
@@ -44,4 +51,5 @@ async def test_an_unreachable_database_is_a_database_connection_error(
             await select_one(database)
     finally:
         await database.dispose()
+        await wait_until(aiosqlite_threads_ended, what="aiosqlite's worker threads ended")
     assert raised.value.serialize_errors() == [{"message": "Error connecting to database"}]
