@@ -59,6 +59,11 @@ DatabaseUrl = Callable[[str], str]
 """Gives the URL of a new, empty database for the service named."""
 
 
+def sqlite_in(folder: Path) -> DatabaseUrl:
+    """SQLite files in ``folder``, one per service."""
+    return lambda name: f"sqlite+aiosqlite:///{folder / name}.db"
+
+
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A PostgreSQL server for the session (the pgserver wheel), on a Unix socket in a temporary folder."""
@@ -68,7 +73,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     )
     with warnings.catch_warnings():
         # platformdirs warns that XDG_RUNTIME_DIR is unset (as in CI) and falls back to /tmp: fine here.
-        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
     yield server
     server.cleanup()
@@ -78,7 +83,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseUrl:
     """Each service test runs on SQLite, the default, and on PostgreSQL, what production uses."""
     if request.param == "sqlite":
-        return lambda name: f"sqlite+aiosqlite:///{tmp_path / name}.db"
+        return sqlite_in(tmp_path)
     server: PostgresServer = request.getfixturevalue("postgres_server")
 
     def new_database(name: str) -> str:

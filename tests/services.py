@@ -13,7 +13,7 @@ import nats.js.errors
 from fastapi import FastAPI
 from nats.js import JetStreamContext
 
-from conftest import DatabaseUrl
+from conftest import DatabaseUrl, sqlite_in
 from node_session import KEY, cookie_header, node_cookie, node_token
 from ticketing_common import EVENTS_STREAM
 from ticketing_common.service import Service, ServiceSettings
@@ -24,8 +24,8 @@ def settings(
     name: str, nats_server: NatsServer, database: DatabaseUrl | Path, *, uses_nats: bool = True
 ) -> ServiceSettings:
     """The service's settings, as its environment would give them; a folder means a SQLite file in it."""
-    url = f"sqlite+aiosqlite:///{database / name}.db" if isinstance(database, Path) else database(name)
-    environ = {"JWT_KEY": KEY, "NATS_URL": nats_server.url, "DATABASE_URL": url}
+    url = sqlite_in(database) if isinstance(database, Path) else database
+    environ = {"JWT_KEY": KEY, "NATS_URL": nats_server.url, "DATABASE_URL": url(name)}
     return ServiceSettings.from_env(name, environ, uses_nats=uses_nats)
 
 
