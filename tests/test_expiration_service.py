@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -91,37 +91,37 @@ async def test_a_redelivered_order_expires_once(
     assert await expirations(jetstream, event.id) == 1
 
 
-async def test_a_cancelled_order_does_not_expire(
-    service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
+async def cancel(client: Client, order_id: str) -> str:
+    """Play the orders service cancelling the order; return the consumer that hears it."""
+    event = OrderCancelledEvent(id=order_id, version=1, ticket=OrderCancelledTicket(id="t1"))
+    await OrderCancelledPublisher(client).publish(event)
+    return "expiration-service_order_cancelled"
+
+
+async def pay(client: Client, order_id: str) -> str:
+    """Play the payments service charging the order; return the consumer that hears it."""
+    event = PaymentCreatedEvent(id=unique("payment"), order_id=order_id, stripe_id="ch_1")
+    await PaymentCreatedPublisher(client).publish(event)
+    return "expiration-service_payment_created"
+
+
+@pytest.mark.parametrize("withdraw", [cancel, pay], ids=["order:cancelled", "payment:created"])
+async def test_a_cancelled_or_paid_order_does_not_expire(
+    service: NatsWrapper,
+    nats_client: Client,
+    jetstream: JetStreamContext,
+    withdraw: Callable[[Client, str], Awaitable[str]],
 ) -> None:
-    """order:cancelled withdraws the expiration; an order due later still expires, and alone."""
-    # 1.5 s leaves the cancellation time to arrive first even on a loaded machine.
-    cancelled, kept = created(unique("cancelled"), expires_in=1.5), created(unique("kept"), expires_in=2)
-    await OrderCreatedPublisher(nats_client).publish(cancelled)
+    """order:cancelled or payment:created withdraws the expiration; an order due later expires, alone."""
+    # 1.5 s leaves the withdrawal time to arrive first even on a loaded machine.
+    withdrawn, kept = created(unique("withdrawn"), expires_in=1.5), created(unique("kept"), expires_in=2)
+    await OrderCreatedPublisher(nats_client).publish(withdrawn)
     await OrderCreatedPublisher(nats_client).publish(kept)
     await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
-    await OrderCancelledPublisher(nats_client).publish(
-        OrderCancelledEvent(id=cancelled.id, version=1, ticket=OrderCancelledTicket(id="t1"))
-    )
-    await eventually(lambda: consumer_is_settled(jetstream, "expiration-service_order_cancelled"))
-    assert [order for _, order in await fired(jetstream, cancelled.id, kept.id)] == [kept.id]
-    assert await expirations(jetstream, cancelled.id) == 0
-
-
-async def test_a_paid_order_does_not_expire(
-    service: NatsWrapper, nats_client: Client, jetstream: JetStreamContext
-) -> None:
-    """payment:created withdraws the paid order's expiration; an unpaid order due later still expires."""
-    paid, unpaid = created(unique("paid"), expires_in=1.5), created(unique("unpaid"), expires_in=2)
-    await OrderCreatedPublisher(nats_client).publish(paid)
-    await OrderCreatedPublisher(nats_client).publish(unpaid)
-    await eventually(lambda: consumer_is_settled(jetstream, CONSUMER))
-    await PaymentCreatedPublisher(nats_client).publish(
-        PaymentCreatedEvent(id=unique("payment"), order_id=paid.id, stripe_id="ch_1")
-    )
-    await eventually(lambda: consumer_is_settled(jetstream, "expiration-service_payment_created"))
-    assert [order for _, order in await fired(jetstream, paid.id, unpaid.id)] == [unpaid.id]
-    assert await expirations(jetstream, paid.id) == 0
+    consumer = await withdraw(nats_client, withdrawn.id)
+    await eventually(lambda: consumer_is_settled(jetstream, consumer))
+    assert [order for _, order in await fired(jetstream, withdrawn.id, kept.id)] == [kept.id]
+    assert await expirations(jetstream, withdrawn.id) == 0
 
 
 async def test_an_expiration_survives_a_restart_of_the_service(
