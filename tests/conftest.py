@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
+import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
 from sqlalchemy.engine import make_url
@@ -47,9 +50,18 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = W
 
 
 async def consumer_is_settled(js: JetStreamContext, consumer: str) -> bool:
-    """Every event the consumer was given is acked (or terminated) and none is waiting."""
+    """Every event stored for the consumer so far was handed to it and acked (or terminated)."""
     info = await js.consumer_info(EVENTS_STREAM, consumer)
-    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+    if info.num_ack_pending or info.num_pending:
+        return False
+    # A consumer learns of a stored event a moment after its PubAck, and its counts are zero until then
+    # (seen under load): so also ask that it was handed the last event of its subject.
+    subject = info.config.filter_subject
+    try:
+        last = await js.get_last_msg(EVENTS_STREAM, subject) if subject else None
+    except nats.js.errors.NotFoundError:
+        return True
+    return last is None or (info.delivered.stream_seq or 0) >= (last.seq or 0)
 
 
 NOW = datetime(2026, 11, 23, 12, 30, 15, 123000, tzinfo=UTC)
@@ -65,18 +77,22 @@ def sqlite_in(folder: Path) -> DatabaseUrl:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server for the session (the pgserver wheel), on a Unix socket in a temporary folder."""
     # pgserver has wheels for CPython 3.9 to 3.12 only; elsewhere the PostgreSQL runs are skipped.
     pgserver = pytest.importorskip(
         "pgserver", reason="pgserver (PostgreSQL binaries) has no wheel for this Python"
     )
+    # Not under pytest's temporary root: run as root, pgserver hands the folder to a "pgserver" user and
+    # opens its parents to it, which another pytest session resets to 0700 at its start.
+    folder = Path(tempfile.mkdtemp(prefix="ticketing-postgres-"))
     with warnings.catch_warnings():
         # platformdirs warns that XDG_RUNTIME_DIR is unset (as in CI) and falls back to /tmp: fine here.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+        server = pgserver.get_server(folder, cleanup_mode="stop")
     yield server
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
