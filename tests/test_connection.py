@@ -10,7 +10,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from conftest import WAIT, ticket, wait_until
-from test_listener import Recorder, TicketCreatedPublisher
+from publishers import TicketCreatedPublisher
+from test_listener import Recorder
 from ticketing_common import NatsWrapper, NotConnectedError, ensure_stream, nats_wrapper
 from ticketing_common.testing import NatsServer
 

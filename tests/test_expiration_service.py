@@ -12,9 +12,9 @@ from nats.js import JetStreamContext
 
 from conftest import consumer_is_settled, eventually
 from expiration.service import expiration_service
+from publishers import OrderCancelledPublisher, OrderCreatedPublisher, PaymentCreatedPublisher
 from test_schedule import expirations, fired, pending, unique
 from ticketing_common import (
-    BasePublisher,
     NatsWrapper,
     OrderCancelledEvent,
     OrderCancelledTicket,
@@ -26,18 +26,6 @@ from ticketing_common import (
 from ticketing_common.testing import NatsServer
 
 CONSUMER = "expiration-service_order_created"
-
-
-class OrderCreatedPublisher(BasePublisher[OrderCreatedEvent]):
-    """Plays the orders service."""
-
-
-class OrderCancelledPublisher(BasePublisher[OrderCancelledEvent]):
-    """Plays the orders service."""
-
-
-class PaymentCreatedPublisher(BasePublisher[PaymentCreatedEvent]):
-    """Plays the payments service."""
 
 
 def created(order_id: str, expires_in: float) -> OrderCreatedEvent:

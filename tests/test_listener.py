@@ -14,20 +14,16 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
 from conftest import WAIT, consumer_is_settled, eventually, ticket, wait_until
+from publishers import TicketCreatedPublisher
 from ticketing_common import (
     DEAD_LETTERS_STREAM,
     BaseListener,
-    BasePublisher,
     OrderCreatedEvent,
     TicketCreatedEvent,
     dead_letter_subject,
 )
 from ticketing_common._listener import delivery_count
 from ticketing_common.versioning import should_apply
-
-
-class TicketCreatedPublisher(BasePublisher[TicketCreatedEvent]):
-    """Publishes the events the listeners under test consume."""
 
 
 class Recorder(BaseListener[TicketCreatedEvent]):

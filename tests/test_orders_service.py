@@ -15,9 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from conftest import DatabaseUrl, consumer_is_settled, eventually
 from orders.app import create_app
 from orders.models import Order, Ticket
+from publishers import (
+    ExpirationCompletePublisher,
+    PaymentCreatedPublisher,
+    TicketCreatedPublisher,
+    TicketUpdatedPublisher,
+)
 from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
-    BasePublisher,
     ExpirationCompleteEvent,
     OrderStatus,
     PaymentCreatedEvent,
@@ -27,22 +32,6 @@ from ticketing_common import (
 from ticketing_common.testing import NatsServer
 
 ALICE, BOB = signed_in("alice"), signed_in("bob")
-
-
-class TicketCreatedPublisher(BasePublisher[TicketCreatedEvent]):
-    """Plays the tickets service."""
-
-
-class TicketUpdatedPublisher(BasePublisher[TicketUpdatedEvent]):
-    """Plays the tickets service."""
-
-
-class ExpirationPublisher(BasePublisher[ExpirationCompleteEvent]):
-    """Plays the expiration service."""
-
-
-class PaymentPublisher(BasePublisher[PaymentCreatedEvent]):
-    """Plays the payments service."""
 
 
 @pytest.fixture
@@ -187,7 +176,7 @@ async def test_expiration_cancels_an_unpaid_order_once(
 ) -> None:
     """expiration:complete cancels and publishes order:cancelled; a second one is acked with no event."""
     order_id = (await order(client, await a_ticket(client, nats_client))).json()["id"]
-    expire = ExpirationPublisher(nats_client)
+    expire = ExpirationCompletePublisher(nats_client)
     await expire.publish(ExpirationCompleteEvent(order_id=order_id))
     await expire.publish(ExpirationCompleteEvent(order_id=order_id), msg_id="again")
     await eventually(lambda: consumer_is_settled(jetstream, "orders-service_expiration_complete"))
@@ -200,11 +189,11 @@ async def test_a_paid_order_is_complete_and_does_not_expire(
 ) -> None:
     """payment:created completes the order; a later expiration leaves it complete and publishes nothing."""
     order_id = (await order(client, await a_ticket(client, nats_client))).json()["id"]
-    await PaymentPublisher(nats_client).publish(
+    await PaymentCreatedPublisher(nats_client).publish(
         PaymentCreatedEvent(id="p1", order_id=order_id, stripe_id="ch_1")
     )
     await eventually(lambda: consumer_is_settled(jetstream, "orders-service_payment_created"))
-    await ExpirationPublisher(nats_client).publish(ExpirationCompleteEvent(order_id=order_id))
+    await ExpirationCompletePublisher(nats_client).publish(ExpirationCompleteEvent(order_id=order_id))
     await eventually(lambda: consumer_is_settled(jetstream, "orders-service_expiration_complete"))
     assert (await client.get(f"/api/orders/{order_id}", headers=BOB)).json()["status"] == "complete"
     assert await published(jetstream, "order:cancelled") == []

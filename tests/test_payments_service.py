@@ -20,9 +20,9 @@ from node_session import KEY
 from payments.app import create_app
 from payments.gateway import FakeGateway, PaymentDeclinedError, StripeGateway, gateway_from_env
 from payments.models import Order, Payment
+from publishers import OrderCancelledPublisher, OrderCreatedPublisher
 from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
-    BasePublisher,
     OrderCancelledEvent,
     OrderCancelledTicket,
     OrderCreatedEvent,
@@ -32,14 +32,6 @@ from ticketing_common import (
 from ticketing_common.testing import NatsServer
 
 ALICE, BOB = signed_in("alice"), signed_in("bob")
-
-
-class OrderCreatedPublisher(BasePublisher[OrderCreatedEvent]):
-    """Plays the orders service."""
-
-
-class OrderCancelledPublisher(BasePublisher[OrderCancelledEvent]):
-    """Plays the orders service."""
 
 
 @pytest.fixture

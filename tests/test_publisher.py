@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from conftest import ticket
+from publishers import TicketCreatedPublisher
 from ticketing_common import (
     EVENTS_STREAM,
     BasePublisher,
@@ -20,10 +21,6 @@ from ticketing_common import (
     ensure_stream,
 )
 from ticketing_common.testing import NatsServer
-
-
-class TicketCreatedPublisher(BasePublisher[TicketCreatedEvent]):
-    """The publisher under test."""
 
 
 async def test_publish_returns_once_the_event_is_stored(jetstream: JetStreamContext) -> None:

@@ -16,15 +16,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from publishers import ExpirationCompletePublisher
 from services import published
-from ticketing_common import EVENTS_STREAM, BasePublisher, ExpirationCompleteEvent, ensure_stream
+from ticketing_common import EVENTS_STREAM, ExpirationCompleteEvent, ensure_stream
 from ticketing_common.testing import NatsServer
 
 WAIT = 10.0
-
-
-class ExpirationCompletePublisher(BasePublisher[ExpirationCompleteEvent]):
-    """Schedules expirations."""
 
 
 def unique(name: str) -> str:

@@ -11,9 +11,9 @@ from nats.js import JetStreamContext
 from sqlalchemy import select
 
 from conftest import DatabaseUrl, consumer_is_settled, eventually
+from publishers import OrderCancelledPublisher, OrderCreatedPublisher
 from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
-    BasePublisher,
     OrderCancelledEvent,
     OrderCancelledTicket,
     OrderCreatedEvent,
@@ -26,14 +26,6 @@ from tickets.app import create_app
 from tickets.models import Ticket
 
 ALICE, BOB = signed_in("alice"), signed_in("bob")
-
-
-class OrderCreatedPublisher(BasePublisher[OrderCreatedEvent]):
-    """Plays the orders service."""
-
-
-class OrderCancelledPublisher(BasePublisher[OrderCancelledEvent]):
-    """Plays the orders service."""
 
 
 @pytest.fixture
