@@ -2,9 +2,10 @@
 
 An embedded nats-server (JetStream, temporary store), auth, tickets, orders, expiration and payments as
 processes on free ports with SQLite files in a temporary folder, then: sign up, sell a ticket, a second
-user orders and pays it (fake gateway), a third order is left to expire. Every event is printed as it
-flows, with the service that produced it and those that consume it. Exits 0 only if every step was
-observed; stops everything it started, also on failure or Ctrl-C.
+user orders and pays it (fake gateway), a third order is left to expire, and a fourth is cancelled and
+paid at the same moment (a race: the demo says which side won and how the services settled it). Every
+event is printed as it flows, with the service that produced it and those that consume it. Exits 0
+only if every step was observed; stops everything it started, also on failure or Ctrl-C.
 
 Run: ``nox -s demo``; ``nox -s demo -- --keep`` leaves the services running for curl or a browser.
 """
@@ -15,30 +16,30 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from ticketing_common import EVENTS_STREAM
 from ticketing_common.testing import NatsServer
 
-SERVICES_DIR = Path(__file__).parent / "services"
-HTTP_SERVICES = ("auth", "tickets", "orders", "payments")
+sys.path.insert(0, str(Path(__file__).parent / "services"))
+import processes
+
+HTTP_SERVICES = processes.HTTP_SERVICES
 PRODUCERS = {"ticket": "tickets", "order": "orders", "expiration": "expiration", "payment": "payments"}
 TIMEOUT = 30.0
 STARTED = time.perf_counter()
@@ -47,50 +48,6 @@ STARTED = time.perf_counter()
 def say(text: str) -> None:
     """Print a line with the time since the demo started."""
     print(f"[{time.perf_counter() - STARTED:7.3f}s] {text}", flush=True)
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the service binds it a moment later)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextmanager
-def services(nats_url: str, folder: Path, window: float) -> Iterator[dict[str, str]]:
-    """Start the five services; yield the HTTP ones' base URLs; stop them all (SIGTERM, then SIGKILL)."""
-    shared = {
-        **os.environ,
-        "JWT_KEY": secrets.token_urlsafe(32),
-        "NATS_URL": nats_url,
-        "SECURE_COOKIES": "false",  # plain HTTP on localhost: the browser must send the cookie back
-        "EXPIRATION_WINDOW_SECONDS": str(window),
-        "PYTHONPATH": os.pathsep.join([str(SERVICES_DIR), os.environ.get("PYTHONPATH", "")]),
-    }
-    shared.pop("STRIPE_KEY", None)  # the demo pays with the fake gateway, whatever the shell has
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    urls: dict[str, str] = {}
-    try:
-        for name in (*HTTP_SERVICES, "expiration"):
-            env = {**shared, "DATABASE_URL": f"sqlite+aiosqlite:///{folder / name}.db"}
-            if name in HTTP_SERVICES:
-                env["PORT"] = str(free_port())
-                urls[name] = f"http://127.0.0.1:{env['PORT']}"
-            with (folder / f"{name}.log").open("wb") as log:
-                processes[name] = subprocess.Popen(  # noqa: S603 - our interpreter and our modules
-                    [sys.executable, "-m", name], cwd=SERVICES_DIR, env=env, stdout=log, stderr=log
-                )
-        yield urls
-    finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for name, process in processes.items():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in 10 s: killed")
-                process.kill()
 
 
 async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = TIMEOUT) -> None:
@@ -145,16 +102,7 @@ class EventTap:
 
 async def ready(urls: dict[str, str], js: JetStreamContext) -> None:
     """Wait until each HTTP service answers and the expiration service has made its consumers."""
-    async with httpx.AsyncClient() as http:
-        for name, url in urls.items():
-
-            async def answers(url: str = url) -> bool:
-                try:
-                    return (await http.get(f"{url}/health-check-unknown-route")).status_code == 404
-                except httpx.TransportError:
-                    return False
-
-            await until(f"the {name} service answering at {url}", answers)
+    await asyncio.to_thread(processes.wait_until_answering, urls, TIMEOUT)
 
     async def expiration_listens() -> bool:
         names = {consumer.config.durable_name for consumer in await js.consumers_info(EVENTS_STREAM)}
@@ -168,40 +116,41 @@ async def ready(urls: dict[str, str], js: JetStreamContext) -> None:
     say("all five services are up: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
 
 
+async def call(client: httpx.AsyncClient, method: str, url: str, expected: int, **kw: Any) -> Any:  # noqa: ANN401 - JSON
+    """Send a request; fail unless it answers ``expected``; return its JSON."""
+    response = await client.request(method, url, **kw)
+    if response.status_code != expected:
+        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text}, wanted {expected}")
+    return response.json() if response.content else None
+
+
+async def until_status(client: httpx.AsyncClient, url: str, body: dict[str, Any], status: int) -> Any:  # noqa: ANN401 - JSON
+    """POST until it answers ``status``: the replica this route needs arrives by event, 404 until then."""
+    answer: dict[str, Any] = {}
+
+    async def accepted() -> bool:
+        response = await client.post(url, json=body)
+        if response.status_code == status:
+            answer.update(response.json())
+            return True
+        if response.status_code != 404:
+            raise RuntimeError(f"POST {url}: {response.status_code} {response.text}")
+        return False
+
+    await until(f"POST {url} {body} accepted", accepted)
+    return answer
+
+
 async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> None:
-    """Sign up, sell, order, pay, and let one order expire; each step is checked, not assumed."""
-    seller, buyer, late = (httpx.AsyncClient(timeout=10) for _ in range(3))
-    async with seller, buyer, late:
-
-        async def call(client: httpx.AsyncClient, method: str, url: str, expected: int, **kw: Any) -> Any:  # noqa: ANN401 - JSON
-            response = await client.request(method, url, **kw)
-            if response.status_code != expected:
-                raise RuntimeError(
-                    f"{method} {url}: {response.status_code} {response.text}, wanted {expected}"
-                )
-            return response.json() if response.content else None
-
-        async def until_status(client: httpx.AsyncClient, url: str, body: dict[str, Any], status: int) -> Any:  # noqa: ANN401 - JSON
-            # The replica this route needs arrives by event: 404 until then.
-            answer: dict[str, Any] = {}
-
-            async def accepted() -> bool:
-                response = await client.post(url, json=body)
-                if response.status_code == status:
-                    answer.update(response.json())
-                    return True
-                if response.status_code != 404:
-                    raise RuntimeError(f"POST {url}: {response.status_code} {response.text}")
-                return False
-
-            await until(f"POST {url} {body} accepted", accepted)
-            return answer
-
+    """Sign up, sell, order, pay, let one order expire, race another; each step is checked, not assumed."""
+    seller, buyer, late, racer = (httpx.AsyncClient(timeout=10) for _ in range(4))
+    async with seller, buyer, late, racer:
         auth, tickets, orders, payments = (urls[name] for name in HTTP_SERVICES)
         for client, email in (
             (seller, "seller@test.com"),
             (buyer, "buyer@test.com"),
             (late, "late@test.com"),
+            (racer, "racer@test.com"),
         ):
             user = await call(
                 client, "POST", f"{auth}/api/users/signup", 201, json={"email": email, "password": "secret1"}
@@ -252,15 +201,18 @@ async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> No
         await until(
             "the paid order still complete", lambda: _order_status(buyer, orders, order["id"], "complete")
         )
+        raced = await cancel_while_paying(seller, racer, urls, js)
 
-    expected = {
-        "ticket:created": 2,
-        "order:created": 2,
-        "payment:created": 1,
-        "expiration:complete": 1,  # the unpaid order's: payment:created withdrew the paid order's
-        "order:cancelled": 1,
-    }
-    for subject, count in expected.items():
+    expected = Counter(
+        {
+            "ticket:created": 2,
+            "order:created": 2,
+            "payment:created": 1,
+            "expiration:complete": 1,  # the unpaid order's: payment:created withdrew the paid order's
+            "order:cancelled": 1,
+        }
+    )
+    for subject, count in (expected + raced).items():
         await until(f"{count} {subject} event(s)", partial(_at_least, tap, subject, count))
 
     async def all_acked() -> bool:
@@ -269,6 +221,68 @@ async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> No
 
     await until("every consumer has acked every event", all_acked)
     say(f"every one of {len(tap.seen)} events was consumed and acked by every service that listens to it")
+
+
+async def cancel_while_paying(
+    seller: httpx.AsyncClient, racer: httpx.AsyncClient, urls: dict[str, str], js: JetStreamContext
+) -> Counter[str]:
+    """A buyer cancels and pays one order at the same moment; say who won and how it settled.
+
+    Returns the events the race adds, by subject. Which side wins depends on timing: orders decides
+    (the first of the cancellation and payment:created it applies), and the others follow it.
+    """
+    tickets, orders, payments = urls["tickets"], urls["orders"], urls["payments"]
+    opera = await call(seller, "POST", f"{tickets}/api/tickets", 201, json={"title": "Opera", "price": 35})
+    order = await until_status(racer, f"{orders}/api/orders", {"ticketId": opera["id"]}, 201)
+    created = await js.get_last_msg(EVENTS_STREAM, "order:created")
+
+    async def payments_knows_it() -> bool:
+        info = await js.consumer_info(EVENTS_STREAM, "payments-service_order_created")
+        return (info.ack_floor.stream_seq or 0) >= (created.seq or 0)
+
+    await until("payments knowing the opera order", payments_knows_it)
+    say(f"racer ordered the $35 opera ticket (order {order['id']}), then cancels and pays it at once:")
+    cancel, pay = await asyncio.gather(
+        racer.delete(f"{orders}/api/orders/{order['id']}"),
+        racer.post(f"{payments}/api/payments", json={"token": "tok_visa", "orderId": order["id"]}),
+    )
+    say(
+        f"  DELETE /api/orders/... answered {cancel.status_code}; "
+        f"POST /api/payments {pay.status_code} {pay.text}"
+    )
+
+    async def final() -> bool:
+        shown = (await racer.get(f"{orders}/api/orders/{order['id']}")).json()
+        return bool(shown["status"] in {"complete", "cancelled"})
+
+    await until("the raced order complete or cancelled", final)
+    race = Counter({"ticket:created": 1, "order:created": 1})
+    # A charge is announced (payment:created) before the payment route answers, whichever way it answers.
+    charged = await _last_is_about(js, "payment:created", order["id"])
+    if await _order_status(racer, orders, order["id"], "complete"):
+        await until(
+            "the opera ticket still sold", lambda: _reserved(seller, tickets, opera["id"], order["id"])
+        )
+        say("  settled: orders applied the payment first, so the cancellation was refused; the order is")
+        say("  complete, the ticket sold once, the buyer charged $35 once")
+        return race + Counter({"payment:created": 1})
+    await until("the opera ticket free again", lambda: _reserved(seller, tickets, opera["id"], None))
+    if not charged:
+        say("  settled: orders cancelled the order and payments knew it before charging: nothing was")
+        say("  charged, and the ticket is free again")
+        return race + Counter({"order:cancelled": 1})
+    await until("the charge refunded", lambda: _last_is_about(js, "payment:refunded", order["id"]))
+    say("  settled: orders cancelled the order first; payments had charged it before hearing so, and")
+    say("  refunded the charge (payment:refunded): the buyer paid nothing, the ticket is free again")
+    return race + Counter({"order:cancelled": 1, "payment:created": 1, "payment:refunded": 1})
+
+
+async def _last_is_about(js: JetStreamContext, subject: str, order_id: str) -> bool:
+    try:
+        last = await js.get_last_msg(EVENTS_STREAM, subject)
+    except nats.js.errors.NotFoundError:
+        return False
+    return bool(json.loads(last.data or b"").get("orderId") == order_id)
 
 
 async def _at_least(tap: EventTap, subject: str, count: int) -> bool:
@@ -291,7 +305,13 @@ async def main(*, keep: bool, window: float) -> int:
         say(f"nats-server {server.version} with JetStream at {server.url}; databases and logs in {folder}")
         client = await nats.connect(server.url, name="demo")
         try:
-            with services(server.url, folder, window) as urls:
+            with processes.running(
+                processes.the_five(window),
+                nats_url=server.url,
+                jwt_key=secrets.token_urlsafe(32),
+                database_url=lambda name: f"sqlite+aiosqlite:///{folder / name}.db",
+                logs=folder,
+            ) as urls:
                 try:
                     js = client.jetstream()
                     await ready(urls, js)
@@ -303,16 +323,11 @@ async def main(*, keep: bool, window: float) -> int:
                         await _keep(urls, server.url)
                 except (RuntimeError, AssertionError) as failure:
                     say(f"FAILED: {failure}")
-                    _print_logs(folder)
+                    print(processes.last_lines(folder))
                     return 1
         finally:
             await client.close()
     return 0
-
-
-def _print_logs(folder: Path) -> None:
-    for log in sorted(folder.glob("*.log")):
-        print(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text().splitlines()[-15:]))
 
 
 async def _keep(urls: dict[str, str], nats_url: str) -> None:

@@ -100,7 +100,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> DatabaseUrl:
     """Each service test runs on SQLite, the default, and on PostgreSQL, what production uses."""
     if request.param == "sqlite":
         return sqlite_in(tmp_path)
-    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return databases_on(request.getfixturevalue("postgres_server"))
+
+
+def databases_on(server: PostgresServer) -> DatabaseUrl:
+    """New PostgreSQL databases on ``server``, one per call, named after the service."""
 
     def new_database(name: str) -> str:
         database = f"{name}_{uuid4().hex}"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from nats.js import JetStreamContext
 
 from conftest import DatabaseUrl, sqlite_in
 from node_session import KEY, cookie_header, node_cookie, node_token
+from payments.gateway import FakeGateway
 from ticketing_common import EVENTS_STREAM
 from ticketing_common.service import Service, ServiceSettings
 from ticketing_common.testing import NatsServer
@@ -76,3 +78,18 @@ async def published(js: JetStreamContext, subject: str | None = None) -> list[di
         if subject is None or message.subject == subject:
             events.append(json.loads(message.data or b""))
     return events
+
+
+@dataclass
+class ChargeWhile(FakeGateway):
+    """A fake gateway that lets something happen while a charge is on its way, then charges."""
+
+    meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> str:
+        """Run ``meanwhile``, then charge as the fake gateway does."""
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        return await super().charge(
+            amount_cents=amount_cents, currency=currency, token=token, idempotency_key=idempotency_key
+        )

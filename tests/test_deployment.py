@@ -16,8 +16,9 @@ NAMES = ["auth", "tickets", "orders", "payments", "expiration"]
 READ = re.compile(
     r'(?:\.get\(|\[)"([A-Z][A-Z0-9_]*)"'
 )  # env.get("X"), environ["X"]: upper case is a variable
-# Read by ServiceSettings.from_env, with a default that is right in production.
-OPTIONAL = {"SECURE_COOKIES"}
+# Read with a default that is right in production: by ServiceSettings.from_env, and by payments (Stripe's own
+# API unless pointed at another server, such as stripe-mock).
+OPTIONAL = {"SECURE_COOKIES", "STRIPE_API_BASE"}
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from ticketing_common import (
     OrderCreatedTicket,
     OrderStatus,
     PaymentCreatedEvent,
+    PaymentRefundedEvent,
     Subjects,
     TicketCreatedEvent,
     TicketUpdatedEvent,
@@ -34,11 +35,12 @@ NODE_JSON: dict[type[Event], str] = {
     OrderCancelledEvent: '{"id":"o1","version":1,"ticket":{"id":"t1"}}',
     ExpirationCompleteEvent: '{"orderId":"o1"}',
     PaymentCreatedEvent: '{"id":"p1","orderId":"o1","stripeId":"ch_1"}',
+    PaymentRefundedEvent: '{"id":"p1","orderId":"o1","stripeId":"ch_1","refundId":"re_1"}',
 }
 
 
 def test_subjects_are_the_original_strings() -> None:
-    """Every subject has exactly the string of the original enum."""
+    """Every subject of the original enum has exactly its string; payment:refunded is the one we added."""
     assert {s.name: s.value for s in Subjects} == {
         "TICKET_CREATED": "ticket:created",
         "TICKET_UPDATED": "ticket:updated",
@@ -46,6 +48,7 @@ def test_subjects_are_the_original_strings() -> None:
         "ORDER_CANCELLED": "order:cancelled",
         "EXPIRATION_COMPLETE": "expiration:complete",
         "PAYMENT_CREATED": "payment:created",
+        "PAYMENT_REFUNDED": "payment:refunded",
     }
     assert str(Subjects.TICKET_CREATED) == "ticket:created"
 
@@ -64,6 +67,7 @@ def test_order_statuses_are_the_original_strings() -> None:
         (OrderCancelledEvent, Subjects.ORDER_CANCELLED),
         (ExpirationCompleteEvent, Subjects.EXPIRATION_COMPLETE),
         (PaymentCreatedEvent, Subjects.PAYMENT_CREATED),
+        (PaymentRefundedEvent, Subjects.PAYMENT_REFUNDED),
     ],
 )
 def test_each_model_is_bound_to_its_subject(model: type[Event], subject: Subjects) -> None:
@@ -188,3 +192,5 @@ def test_message_ids_identify_each_event_once() -> None:
     )
     assert ExpirationCompleteEvent(order_id="o1").message_id() == "expiration:complete:o1"
     assert PaymentCreatedEvent(id="p1", order_id="o1", stripe_id="s").message_id() == "payment:created:p1"
+    refunded = PaymentRefundedEvent.model_validate_json(NODE_JSON[PaymentRefundedEvent])
+    assert refunded.message_id() == "payment:refunded:p1"

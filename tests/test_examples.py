@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -94,13 +95,25 @@ async def test_the_end_to_end_demo_observes_the_whole_story() -> None:
         "orders shows the order complete",
         "the unpaid order expired: orders shows it cancelled",
         "tickets shows the festival ticket free again",
+        "then cancels and pays it at once",
         "OK: the whole story was observed",
     ):
         assert step in text, text
     # The paid order's expiration is withdrawn on payment:created, unless that came after it fired.
     withdrawn = "the paid order's expiration never fired: payment:created withdrew it" in text
     events = 10 if withdrawn else 11
-    assert f"every one of {events} events was consumed and acked" in text, text
+    # The race adds a ticket, its order and the reservation (3 events), then what settled it.
+    [winner] = re.findall(r"settled: orders (applied the payment first|cancelled the order)", text)
+    if winner == "applied the payment first":
+        events += 3 + 1  # payment:created
+    elif "refunded the charge" in text:
+        events += 3 + 4  # order:cancelled, the release, payment:created, payment:refunded
+    else:
+        events += 3 + 2  # order:cancelled, the release
+    [seen] = re.findall(r"every one of (\d+) events was consumed and acked", text)
+    # The raced order's expiration fires (and is ignored) if its withdrawal reached the expiration
+    # service before its schedule did, and its expiresAt came before the demo ended.
+    assert int(seen) in {events, events + 1}, text
     assert "> order:cancelled" in text
     assert "expiration -> orders" in text
 

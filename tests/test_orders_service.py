@@ -23,6 +23,7 @@ from publishers import (
 )
 from services import ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
+    DEAD_LETTERS_STREAM,
     ExpirationCompleteEvent,
     OrderStatus,
     PaymentCreatedEvent,
@@ -200,6 +201,39 @@ async def test_a_paid_order_is_complete_and_does_not_expire(
     assert (await client.delete(f"/api/orders/{order_id}", headers=BOB)).status_code == 400
 
 
+async def test_a_payment_that_reaches_a_cancelled_order_changes_nothing(
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """payment:created after the cancellation: acked (no dead letter), the order stays cancelled, no event."""
+    order_id = (await order(client, await a_ticket(client, nats_client))).json()["id"]
+    assert (await client.delete(f"/api/orders/{order_id}", headers=BOB)).status_code == 204
+    await PaymentCreatedPublisher(nats_client).publish(
+        PaymentCreatedEvent(id="p1", order_id=order_id, stripe_id="ch_1")
+    )
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_payment_created"))
+    assert (await client.get(f"/api/orders/{order_id}", headers=BOB)).json()["status"] == "cancelled"
+    assert len(await published(jetstream, "order:cancelled")) == 1
+    assert (await jetstream.stream_info(DEAD_LETTERS_STREAM)).state.messages == 0
+
+
+async def test_an_order_shows_the_price_it_was_made_at(
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """The ticket's price may change after the order: the order shows (and charges) its own."""
+    ticket_id = await a_ticket(client, nats_client)
+    made = (await order(client, ticket_id)).json()
+    assert made["ticket"]["price"] == 20
+    await TicketUpdatedPublisher(nats_client).publish(
+        TicketUpdatedEvent(id=ticket_id, version=1, title="concert", price=99, user_id="seller")
+    )
+    await eventually(lambda: consumer_is_settled(jetstream, "orders-service_ticket_updated"))
+    assert (await replica(client, ticket_id)).price == 99  # type: ignore[union-attr]
+    shown = (await client.get(f"/api/orders/{made['id']}", headers=BOB)).json()
+    assert (shown["ticket"]["price"], shown["ticket"]["version"]) == (20, 1)
+    [created] = await published(jetstream, "order:created")
+    assert created["ticket"]["price"] == 20
+
+
 async def test_the_database_refuses_a_second_active_order_for_a_ticket(
     client: ServiceClient, nats_client: Client
 ) -> None:
@@ -207,10 +241,14 @@ async def test_the_database_refuses_a_second_active_order_for_a_ticket(
     ticket_id = await a_ticket(client, nats_client)
     expires = datetime.now(UTC)
     async with client.service.transaction() as session:
-        session.add(Order(user_id="a", status=OrderStatus.CANCELLED, expires_at=expires, ticket_id=ticket_id))
-        session.add(Order(user_id="b", status=OrderStatus.CREATED, expires_at=expires, ticket_id=ticket_id))
+        for user_id, status in (("a", OrderStatus.CANCELLED), ("b", OrderStatus.CREATED)):
+            session.add(
+                Order(user_id=user_id, status=status, expires_at=expires, ticket_id=ticket_id, price=20)
+            )
     with pytest.raises(IntegrityError):
         async with client.service.transaction() as session:
             session.add(
-                Order(user_id="c", status=OrderStatus.CREATED, expires_at=expires, ticket_id=ticket_id)
+                Order(
+                    user_id="c", status=OrderStatus.CREATED, expires_at=expires, ticket_id=ticket_id, price=20
+                )
             )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import stripe
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy import select
@@ -20,8 +21,8 @@ from node_session import KEY
 from payments.app import create_app
 from payments.gateway import FakeGateway, PaymentDeclinedError, StripeGateway, gateway_from_env
 from payments.models import Order, Payment
-from publishers import OrderCancelledPublisher, OrderCreatedPublisher
-from services import ServiceClient, published, running, settings, signed_in
+from publishers import OrderCancelledPublisher, OrderCreatedPublisher, PaymentCreatedPublisher
+from services import ChargeWhile, ServiceClient, published, running, settings, signed_in
 from ticketing_common import (
     OrderCancelledEvent,
     OrderCancelledTicket,
@@ -54,13 +55,15 @@ async def replica(client: ServiceClient, order_id: str) -> Order | None:
         return await session.get(Order, order_id)
 
 
-def created(order_id: str = "o1", user_id: str = "alice", price: float = 20.1) -> OrderCreatedEvent:
+def created(
+    order_id: str = "o1", user_id: str = "alice", price: float = 20.1, expires_in: float = 900
+) -> OrderCreatedEvent:
     return OrderCreatedEvent(
         id=order_id,
         version=0,
         status=OrderStatus.CREATED,
         user_id=user_id,
-        expires_at=datetime.now(UTC) + timedelta(minutes=15),
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
         ticket=OrderCreatedTicket(id="t1", price=price),
     )
 
@@ -119,21 +122,114 @@ async def test_an_invalid_body_is_400(client: ServiceClient, body: object, error
     assert (response.status_code, response.json()) == (400, {"errors": [error]})
 
 
+async def is_cancelled(client: ServiceClient, order_id: str) -> bool:
+    order = await replica(client, order_id)
+    return order is not None and order.status == OrderStatus.CANCELLED
+
+
 async def test_a_cancelled_order_cannot_be_paid(
     client: ServiceClient, nats_client: Client, gateway: FakeGateway
 ) -> None:
     """400 "Cannot pay for an cancelled order", and no charge."""
     order_id = await an_order(client, nats_client)
     await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
-
-    async def is_cancelled() -> bool:
-        order = await replica(client, order_id)
-        return order is not None and order.status == OrderStatus.CANCELLED
-
-    await eventually(is_cancelled)
+    await eventually(lambda: is_cancelled(client, order_id))
     response = await pay(client, order_id)
     assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
     assert gateway.charges == {}
+
+
+async def test_an_expired_order_cannot_be_paid(
+    client: ServiceClient, nats_client: Client, gateway: FakeGateway
+) -> None:
+    """Once expiresAt has passed, 400 "Cannot pay for an expired order", before its expiration arrives."""
+    order_id = await an_order(client, nats_client, created(expires_in=-0.001))
+    response = await pay(client, order_id)
+    assert (response.status_code, response.json()) == (
+        400,
+        {"errors": [{"message": "Cannot pay for an expired order"}]},
+    )
+    assert gateway.charges == {}
+
+
+async def test_a_paid_order_cancelled_by_orders_is_refunded_once(
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext, gateway: FakeGateway
+) -> None:
+    """order:cancelled of a paid order (orders cancelled first): refunded once, payment:refunded says so."""
+    order_id = await an_order(client, nats_client)
+    paid = await pay(client, order_id)
+    assert paid.status_code == 201
+    cancel = OrderCancelledPublisher(nats_client)
+    await cancel.publish(cancelled(order_id))
+    await cancel.publish(cancelled(order_id), msg_id="replayed")
+    await eventually(partial(consumer_is_settled, jetstream, "payments-service_order_cancelled"))
+    [(stripe_id, _, _)] = gateway.charges.values()
+    [(refund_id, refunded_charge)] = gateway.refunds.values()
+    assert refunded_charge == stripe_id
+    assert gateway.charged_cents(f"ticketing-order-{order_id}") == 0
+    async with client.service.database.sessions() as session:
+        payment = await session.scalar(select(Payment))
+    assert payment is not None
+    assert (payment.id, payment.refund_id) == (paid.json()["id"], refund_id)
+    assert await published(jetstream, "payment:refunded") == [
+        {"id": payment.id, "orderId": order_id, "stripeId": stripe_id, "refundId": refund_id}
+    ]
+    again = await pay(client, order_id)
+    assert again.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+
+
+async def test_an_order_cancelled_during_its_charge_is_refunded_before_the_answer(
+    nats_server: NatsServer, nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
+) -> None:
+    """order:cancelled applied between the route's check and its save: 400 as cancelled, charge refunded."""
+    gateway = ChargeWhile()
+    async with running(create_app(settings("payments", nats_server, database_url), gateway=gateway)) as api:
+        order_id = await an_order(api, nats_client)
+
+        async def cancel() -> None:
+            await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
+            await eventually(lambda: is_cancelled(api, order_id))
+
+        gateway.meanwhile = cancel
+        response = await pay(api, order_id)
+        assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+        assert gateway.charged_cents(f"ticketing-order-{order_id}") == 0
+        assert len(await published(jetstream, "payment:refunded")) == 1
+        # Its own payment:created reaches the payments service too, and changes nothing more.
+        await eventually(partial(consumer_is_settled, jetstream, "payments-service_payment_created"))
+        assert len(gateway.refunds) == 1
+
+
+async def test_a_payment_saved_for_a_cancelled_order_is_refunded_on_its_payment_created(
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext, gateway: FakeGateway
+) -> None:
+    """Had the route's process died between saving and refunding, its payment:created would refund it."""
+    order_id = await an_order(client, nats_client)
+    await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
+    await eventually(lambda: is_cancelled(client, order_id))
+    key = f"ticketing-order-{order_id}"
+    stripe_id = await gateway.charge(amount_cents=2010, currency="usd", token="tok_visa", idempotency_key=key)
+    async with client.service.transaction() as session:
+        payment = Payment(order_id=order_id, stripe_id=stripe_id)
+        session.add(payment)
+    await PaymentCreatedPublisher(nats_client).publish(payment.created())
+    await eventually(partial(consumer_is_settled, jetstream, "payments-service_payment_created"))
+    assert gateway.charged_cents(key) == 0
+    assert [event["orderId"] for event in await published(jetstream, "payment:refunded")] == [order_id]
+
+
+async def test_the_fake_gateway_refunds_a_charge_once() -> None:
+    """One refund per key and per charge, as Stripe; an unknown charge is refused."""
+    gateway = FakeGateway()
+    charge_id = await gateway.charge(amount_cents=500, currency="usd", token="tok_visa", idempotency_key="k")
+    assert gateway.charged_cents("k") == 500
+    first = await gateway.refund(charge_id=charge_id, idempotency_key="r")
+    assert await gateway.refund(charge_id=charge_id, idempotency_key="r") == first
+    assert gateway.charged_cents("k") == 0
+    with pytest.raises(RuntimeError, match="already refunded"):
+        await gateway.refund(charge_id=charge_id, idempotency_key="other")
+    with pytest.raises(LookupError, match="no charge ch_nope"):
+        await gateway.refund(charge_id="ch_nope", idempotency_key="r2")
 
 
 async def test_paying_charges_saves_and_publishes(
@@ -232,10 +328,32 @@ async def test_the_stripe_gateway_charges_once_per_key_through_stripe() -> None:
         await gateway.aclose()
 
 
+async def test_the_stripe_gateway_refunds_once_per_key_through_stripe() -> None:
+    """The refund names the charge and carries its key; a retry gets the same refund, a second key fails."""
+    async with fake_stripe() as server:
+        gateway = StripeGateway("sk_test_123", api_base=server.url)
+        charge_id = await gateway.charge(
+            amount_cents=700, currency="usd", token="tok_visa", idempotency_key="k1"
+        )
+        first = await gateway.refund(charge_id=charge_id, idempotency_key="r1")
+        assert await gateway.refund(charge_id=charge_id, idempotency_key="r1") == first
+        [refund] = server.refunds.values()
+        assert (refund["id"], refund["amount"], refund["charge"]) == (first, 700, charge_id)
+        request = server.requests[1]
+        assert (request["path"], request["form"], request["idempotency_key"]) == (
+            "/v1/refunds",
+            {"charge": charge_id},
+            "r1",
+        )
+        with pytest.raises(stripe.InvalidRequestError, match="has already been refunded"):
+            await gateway.refund(charge_id=charge_id, idempotency_key="r2")
+        await gateway.aclose()
+
+
 async def test_the_service_pays_through_stripe_when_configured(
     nats_server: NatsServer, nats_client: Client, jetstream: JetStreamContext, tmp_path: Path
 ) -> None:
-    """With a StripeGateway the route charges the order's price with the order's idempotency key."""
+    """With a StripeGateway the route charges the order's price with its key, and refunds it if cancelled."""
     async with fake_stripe() as server:
         gateway = StripeGateway("sk_test_123", api_base=server.url)
         app = create_app(settings("payments", nats_server, tmp_path), gateway=gateway)
@@ -244,10 +362,14 @@ async def test_the_service_pays_through_stripe_when_configured(
             response = await pay(api, order_id)
             assert response.status_code == 201
             declined = await pay(api, order_id, token=DECLINED_TOKEN)
+            await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
+            await eventually(partial(consumer_is_settled, jetstream, "payments-service_order_cancelled"))
         assert declined.json() == {"errors": [{"message": "Order has already been paid"}]}
         [charge] = server.charges.values()
         assert charge["amount"] == 1234
         assert server.requests[0]["idempotency_key"] == f"ticketing-order-{order_id}"
+        assert server.charged_cents(order_id) == 0
+        assert server.refunds.keys() == {f"ticketing-refund-{response.json()['id']}"}
 
 
 async def test_the_gateway_follows_stripe_key() -> None:

@@ -142,14 +142,14 @@ async def test_saving_a_stale_copy_is_a_version_conflict(client: ServiceClient) 
     assert (fresh.version, fresh.price) == (2, 12)
 
 
-def order_created(ticket_id: str, order_id: str = "o1") -> OrderCreatedEvent:
+def order_created(ticket_id: str, order_id: str = "o1", price: float = 20) -> OrderCreatedEvent:
     return OrderCreatedEvent(
         id=order_id,
         version=0,
         status=OrderStatus.CREATED,
         user_id="bob",
         expires_at=datetime.now(UTC) + timedelta(minutes=15),
-        ticket=OrderCreatedTicket(id=ticket_id, price=20),
+        ticket=OrderCreatedTicket(id=ticket_id, price=price),
     )
 
 
@@ -203,3 +203,41 @@ async def test_a_cancellation_seen_before_its_creation_reserves_nothing(
     await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
     assert (await ticket_row(client, ticket_id)).order_id is None
     assert await published(jetstream, "ticket:updated") == []
+
+
+async def test_an_order_made_before_a_price_edit_reached_orders_keeps_its_price(
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """An edit the order did not see is undone by the reservation: the ticket shows what the buyer pays."""
+    ticket_id = str((await create(client, price=20))["id"])
+    edit = await client.put(f"/api/tickets/{ticket_id}", json={"title": "new", "price": 35}, headers=ALICE)
+    assert (edit.status_code, edit.json()["price"]) == (200, 35)
+    await OrderCreatedPublisher(nats_client).publish(order_created(ticket_id, price=20))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
+    ticket = await ticket_row(client, ticket_id)
+    assert (ticket.order_id, ticket.price, ticket.title, ticket.version) == ("o1", 20, "new", 2)
+    updated = await published(jetstream, "ticket:updated")
+    assert [(e["version"], e["price"], e.get("orderId")) for e in updated] == [(1, 35, None), (2, 20, "o1")]
+
+
+async def test_an_order_of_a_ticket_another_order_holds_waits_for_a_cancellation(
+    client: ServiceClient, nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """order:created of B while A holds the ticket waits (not acked) until A's cancellation releases it."""
+    ticket_id = str((await create(client))["id"])
+    created = OrderCreatedPublisher(nats_client)
+    await created.publish(order_created(ticket_id, "A"))
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
+    await created.publish(order_created(ticket_id, "B"))
+    await eventually(lambda: _redelivered(jetstream, "tickets-service_order_created"))
+    assert (await ticket_row(client, ticket_id)).order_id == "A"
+    cancelled = OrderCancelledEvent(id="A", version=1, ticket=OrderCancelledTicket(id=ticket_id))
+    await OrderCancelledPublisher(nats_client).publish(cancelled)
+    await eventually(lambda: consumer_is_settled(jetstream, "tickets-service_order_created"))
+    assert (await ticket_row(client, ticket_id)).order_id == "B"
+    updated = await published(jetstream, "ticket:updated")
+    assert [(event["version"], event.get("orderId")) for event in updated] == [(1, "A"), (2, None), (3, "B")]
+
+
+async def _redelivered(js: JetStreamContext, consumer: str) -> bool:
+    return bool((await js.consumer_info("TICKETING", consumer)).num_redelivered >= 1)

@@ -13,11 +13,13 @@ from ticketing_common._events import (
     OrderCreatedEvent,
     OrderCreatedTicket,
     PaymentCreatedEvent,
+    PaymentRefundedEvent,
     TicketCreatedEvent,
     TicketUpdatedEvent,
     VersionedEvent,
 )
 from ticketing_common._listener import BaseListener
+from ticketing_common._order_lifecycle import OrderAction, next_order_status
 from ticketing_common._publisher import BasePublisher
 from ticketing_common._streams import (
     DEAD_LETTERS_STREAM,
@@ -60,6 +62,7 @@ __all__ = [
     "NotAuthorizedError",
     "NotConnectedError",
     "NotFoundError",
+    "OrderAction",
     "OrderCancelledEvent",
     "OrderCancelledTicket",
     "OrderCreatedEvent",
@@ -67,6 +70,7 @@ __all__ = [
     "OrderStatus",
     "OutOfOrder",
     "PaymentCreatedEvent",
+    "PaymentRefundedEvent",
     "PublishError",
     "RequestValidationError",
     "Streams",
@@ -80,4 +84,5 @@ __all__ = [
     "dead_letter_subject",
     "ensure_stream",
     "nats_wrapper",
+    "next_order_status",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "OrderCreatedEvent",
     "OrderCreatedTicket",
     "PaymentCreatedEvent",
+    "PaymentRefundedEvent",
     "TicketCreatedEvent",
     "TicketUpdatedEvent",
     "VersionedEvent",
@@ -172,4 +173,22 @@ class PaymentCreatedEvent(Event):
 
     def message_id(self) -> str:
         """Return ``subject:id``: a payment is announced once."""
+        return f"{self.subject}:{self.id}"
+
+
+class PaymentRefundedEvent(Event):
+    """An order's charge was given back in full: the order was cancelled before its payment counted."""
+
+    subject: ClassVar[Literal[Subjects.PAYMENT_REFUNDED]] = Subjects.PAYMENT_REFUNDED
+
+    id: _Id
+    """The payment's id, as payment:created gave it."""
+    order_id: _Id
+    stripe_id: _Id
+    """The gateway's id of the charge given back."""
+    refund_id: _Id
+    """The gateway's id of the refund."""
+
+    def message_id(self) -> str:
+        """Return ``subject:id``: a payment is refunded once."""
         return f"{self.subject}:{self.id}"

@@ -1,4 +1,7 @@
-"""The subjects events travel on and the order states they carry, as `@sgtickets/common` spells them."""
+"""The subjects events travel on and the order states they carry, as `@sgtickets/common` spells them.
+
+One subject is ours: ``payment:refunded``; the original never gave money back.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ class Subjects(StrEnum):
     ORDER_CANCELLED = "order:cancelled"
     EXPIRATION_COMPLETE = "expiration:complete"
     PAYMENT_CREATED = "payment:created"
+    # Not in @sgtickets/common: the charge of an order that was cancelled first was given back.
+    PAYMENT_REFUNDED = "payment:refunded"
 
 
 class OrderStatus(StrEnum):

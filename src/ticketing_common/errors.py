@@ -82,12 +82,24 @@ class OutOfOrder(TicketingError):  # noqa: N818 - a signal to the listener, like
     deliveries the event goes to the dead letters, so one lost predecessor never blocks a record forever.
     """
 
-    def __init__(self, *, record: str, current: int | None, incoming: int) -> None:
-        state = "no replica yet" if current is None else f"replica at version {current}"
-        super().__init__(f"{record}: version {incoming} arrived with {state}")
+    def __init__(
+        self,
+        *,
+        record: str,
+        current: int | None = None,
+        incoming: int | None = None,
+        waiting_for: str | None = None,
+    ) -> None:
+        """``current`` and ``incoming`` are versions (``should_apply``); ``waiting_for`` names an event."""
+        if waiting_for is not None:
+            super().__init__(f"{record}: waiting for {waiting_for}")
+        else:
+            state = "no replica yet" if current is None else f"replica at version {current}"
+            super().__init__(f"{record}: version {incoming} arrived with {state}")
         self.record = record
         self.current = current
         self.incoming = incoming
+        self.waiting_for = waiting_for
 
 
 class ErrorDetail(TypedDict):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -108,14 +108,15 @@ class Service:
         settings: ServiceSettings,
         metadata: MetaData,
         *,
-        listeners: Sequence[type[ServiceListener[Any]]] = (),
+        listeners: Sequence[Callable[[Service], ServiceListener[Any]]] = (),
     ) -> None:
         self.settings = settings
         self.metadata = metadata
         self.database = Database(settings.database_url)
         self.outbox = Outbox(metadata)
         self.nats = NatsWrapper()
-        self.listener_types = listeners
+        self.listener_factories = listeners
+        """Listener classes, or callables that make a listener of this service (a ``functools.partial``)."""
         self.listeners: list[ServiceListener[Any]] = []
         self._relay: OutboxRelay | None = None
 
@@ -137,7 +138,7 @@ class Service:
         try:
             if self.settings.nats_url is not None:
                 await self._start_messaging(self.settings.nats_url)
-            elif self.listener_types:
+            elif self.listener_factories:
                 raise ConfigurationError(f"the {self.settings.name} service listens, so it needs NATS_URL")
             logger.info("%s service started", self.settings.name)
             yield
@@ -156,8 +157,8 @@ class Service:
         await ensure_stream(self.nats.jetstream)
         self._relay = OutboxRelay(self.database, self.outbox, self.client)
         self._relay.start()
-        for listener_type in self.listener_types:
-            listener = listener_type(self)
+        for make_listener in self.listener_factories:
+            listener = make_listener(self)
             await listener.listen()
             self.listeners.append(listener)
 

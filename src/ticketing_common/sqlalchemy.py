@@ -19,10 +19,10 @@ PostgreSQL, any async SQLAlchemy URL)::
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event
 from sqlalchemy.engine import Connection
@@ -31,8 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
+from ticketing_common._events import VersionedEvent
 from ticketing_common._outbox import Outbox, OutboxRelay
 from ticketing_common.errors import DatabaseConnectionError, VersionConflictError
+from ticketing_common.versioning import should_apply
 
 __all__ = ["Database", "Outbox", "OutboxRelay", "Replica", "UtcDateTime", "Versioned"]
 
@@ -69,6 +71,34 @@ class Replica:
     """
 
     version: Mapped[int] = mapped_column(nullable=False)
+
+    @classmethod
+    async def apply(
+        cls, session: AsyncSession, event: VersionedEvent, *, lock: bool = False, **values: object
+    ) -> Self | None:
+        """Find-by-event: apply ``event``, whose record's new state is ``values``, to its replica.
+
+        Version 0 inserts the replica; the replica's next version sets ``values`` on it; the past
+        (a duplicate, an old event) returns None, to be acked and ignored; a gap raises ``OutOfOrder``,
+        which ``BaseListener`` answers with a short nak. ``lock`` reads the replica ``FOR UPDATE``
+        (PostgreSQL), so that a transaction reading it the same way waits for this one.
+
+        Returns:
+            The replica as inserted or updated (the session writes it), or None when nothing changed.
+        """
+        replica = await session.get(cls, event.id, with_for_update=lock)
+        current = None if replica is None else replica.version
+        if not should_apply(current, event.version, record=f"{cls.__name__.lower()} {event.id}"):
+            return None
+        if replica is None:  # should_apply only applies version 0 to no replica
+            make: Callable[..., Self] = cls
+            replica = make(id=event.id, version=event.version, **values)
+            session.add(replica)
+            return replica
+        for name, value in values.items():
+            setattr(replica, name, value)
+        replica.version = event.version
+        return replica
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805 - a declared_attr takes the class

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ticketing_common import BadRequestError, NotAuthorizedError, NotFoundError, OrderStatus
+from ticketing_common import BadRequestError, NotAuthorizedError, NotFoundError, OrderAction, OrderStatus
 from ticketing_common.fastapi import RequiredUser
 from ticketing_common.service import Service, ServiceDep, ServiceListener, ServiceSettings
 
@@ -67,7 +67,11 @@ async def create_order(body: OrderIn, user: RequiredUser, service: ServiceDep, r
             raise BadRequestError("Ticket is already reserved")
         window: timedelta = request.app.state.expiration_window
         order = Order(
-            user_id=user.id, status=OrderStatus.CREATED, expires_at=datetime.now(UTC) + window, ticket=ticket
+            user_id=user.id,
+            status=OrderStatus.CREATED,
+            expires_at=datetime.now(UTC) + window,
+            ticket=ticket,
+            price=ticket.price,
         )
         session.add(order)
         try:
@@ -76,7 +80,7 @@ async def create_order(body: OrderIn, user: RequiredUser, service: ServiceDep, r
             raise BadRequestError("Ticket is already reserved") from None
         await service.publish(session, order.created())
     await service.flush()
-    return OrderOut.model_validate(order)
+    return OrderOut.of(order)
 
 
 @router.get("")
@@ -86,26 +90,29 @@ async def list_orders(user: RequiredUser, service: ServiceDep) -> list[OrderOut]
         orders = await session.scalars(
             select(Order).where(Order.user_id == user.id).order_by(Order.expires_at)
         )
-        return [OrderOut.model_validate(order) for order in orders]
+        return [OrderOut.of(order) for order in orders]
 
 
 @router.get("/{order_id}")
 async def show_order(order: OwnedOrder) -> OrderOut:
     """One of the user's orders."""
-    return OrderOut.model_validate(order)
+    return OrderOut.of(order)
 
 
 @router.delete("/{order_id}", status_code=204)
 async def cancel_order(order: OwnedOrder, service: ServiceDep) -> Response:
-    """Cancel the order, releasing its ticket (order:cancelled); cancelling twice changes nothing."""
+    """Cancel the order, releasing its ticket (order:cancelled); cancelling twice changes nothing.
+
+    A paid order stays complete: 400, whether its payment:created came before this request or during it.
+    """
     async with service.transaction() as session:
-        current = await session.get(Order, order.id)
+        current = await Order.locked(session, order.id)
         if current is None:
             raise NotFoundError
-        if current.status == OrderStatus.COMPLETE:
-            raise BadRequestError("Cannot cancel a completed order")
+        changed = current.apply(OrderAction.CANCEL)
         if current.status != OrderStatus.CANCELLED:
-            current.status = OrderStatus.CANCELLED
+            raise BadRequestError("Cannot cancel a completed order")
+        if changed:
             await session.flush()
             await service.publish(session, current.cancelled())
     await service.flush()

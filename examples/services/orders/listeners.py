@@ -3,65 +3,52 @@
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketing_common import (
     ExpirationCompleteEvent,
+    OrderAction,
     OrderStatus,
     PaymentCreatedEvent,
     TicketCreatedEvent,
     TicketUpdatedEvent,
 )
 from ticketing_common.service import ServiceListener
-from ticketing_common.versioning import should_apply
 
 from .models import Order, Ticket
 
 QUEUE_GROUP = "orders-service"
 logger = logging.getLogger(__name__)
+TicketEvent = TypeVar("TicketEvent", TicketCreatedEvent, TicketUpdatedEvent)
 
 
 async def existing_order(session: AsyncSession, order_id: str) -> Order:
-    """The order an event names; a missing one is an error, so the event is retried, then dead-lettered."""
-    order = await session.get(Order, order_id)
+    """The order an event names, locked; a missing one is an error: retried, then dead-lettered."""
+    order = await Order.locked(session, order_id)
     if order is None:
         raise LookupError(f"order {order_id} does not exist")
     return order
 
 
-class TicketCreatedListener(ServiceListener[TicketCreatedEvent]):
+class _TicketListener(ServiceListener[TicketEvent]):
+    queue_group_name = QUEUE_GROUP
+
+    async def on_message(self, data: TicketEvent, msg: Msg) -> None:
+        """Apply the ticket's version to the replica (find-by-event), or let the listener redeliver it."""
+        async with self.service.transaction() as session:
+            await Ticket.apply(session, data, title=data.title, price=data.price)
+        await msg.ack()
+
+
+class TicketCreatedListener(_TicketListener[TicketCreatedEvent]):
     """ticket:created: add the ticket to the replica (once, whatever the redeliveries)."""
 
-    queue_group_name = QUEUE_GROUP
 
-    async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
-        """Insert version 0, or ignore a duplicate."""
-        async with self.service.transaction() as session:
-            ticket = await session.get(Ticket, data.id)
-            if should_apply(
-                None if ticket is None else ticket.version, data.version, record=f"ticket {data.id}"
-            ):
-                session.add(Ticket(id=data.id, title=data.title, price=data.price, version=data.version))
-        await msg.ack()
-
-
-class TicketUpdatedListener(ServiceListener[TicketUpdatedEvent]):
+class TicketUpdatedListener(_TicketListener[TicketUpdatedEvent]):
     """ticket:updated: apply the next version; wait (OutOfOrder) for a gap; ignore the past."""
-
-    queue_group_name = QUEUE_GROUP
-
-    async def on_message(self, data: TicketUpdatedEvent, msg: Msg) -> None:
-        """Find the replica at version - 1 and update it, or let the listener redeliver later."""
-        async with self.service.transaction() as session:
-            ticket = await session.get(Ticket, data.id)
-            if should_apply(
-                None if ticket is None else ticket.version, data.version, record=f"ticket {data.id}"
-            ):
-                assert ticket is not None  # noqa: S101 - should_apply only applies a version > 0 to a replica
-                ticket.title, ticket.price, ticket.version = data.title, data.price, data.version
-        await msg.ack()
 
 
 class ExpirationCompleteListener(ServiceListener[ExpirationCompleteEvent]):
@@ -73,8 +60,7 @@ class ExpirationCompleteListener(ServiceListener[ExpirationCompleteEvent]):
         """Cancel and announce order:cancelled once; ack and ignore a complete or cancelled order."""
         async with self.service.transaction() as session:
             order = await existing_order(session, data.order_id)
-            if order.status not in {OrderStatus.COMPLETE, OrderStatus.CANCELLED}:
-                order.status = OrderStatus.CANCELLED
+            if order.apply(OrderAction.EXPIRE):
                 await session.flush()
                 await self.service.publish(session, order.cancelled())
         await msg.ack()
@@ -82,15 +68,18 @@ class ExpirationCompleteListener(ServiceListener[ExpirationCompleteEvent]):
 
 
 class PaymentCreatedListener(ServiceListener[PaymentCreatedEvent]):
-    """payment:created: the order is complete."""
+    """payment:created: the order is complete, unless it was cancelled first (then payments refunds it)."""
 
     queue_group_name = QUEUE_GROUP
 
     async def on_message(self, data: PaymentCreatedEvent, msg: Msg) -> None:
-        """Mark the order complete (once)."""
+        """Complete the order once; a cancelled order stays cancelled, its ticket free."""
         async with self.service.transaction() as session:
             order = await existing_order(session, data.order_id)
-            if order.status == OrderStatus.CANCELLED:
-                logger.warning("order %s was paid (%s) after it was cancelled", order.id, data.stripe_id)
-            order.status = OrderStatus.COMPLETE
+            if not order.apply(OrderAction.PAY) and order.status == OrderStatus.CANCELLED:
+                logger.info(
+                    "order %s was cancelled before its payment %s: it stays cancelled, payments refunds it",
+                    order.id,
+                    data.id,
+                )
         await msg.ack()

@@ -7,15 +7,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ticketing_common import (
     JsDatetime,
+    OrderAction,
     OrderCancelledEvent,
     OrderCancelledTicket,
     OrderCreatedEvent,
     OrderCreatedTicket,
     OrderStatus,
+    next_order_status,
 )
 from ticketing_common.sqlalchemy import Replica, UtcDateTime, Versioned
 
@@ -57,6 +60,21 @@ class Order(Versioned, Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     ticket_id: Mapped[str] = mapped_column(ForeignKey("tickets.id"))
     ticket: Mapped[Ticket] = relationship(lazy="joined")
+    price: Mapped[float]
+    """The ticket's price when the order was made: what its payment charges, whatever the ticket costs now."""
+
+    @classmethod
+    async def locked(cls, session: AsyncSession, order_id: str) -> Order | None:
+        """The order, read FOR UPDATE: its cancellation, expiration and payment apply one after another."""
+        # "OF orders": the joined ticket is an outer join, which PostgreSQL cannot lock.
+        return await session.get(cls, order_id, with_for_update={"of": cls})
+
+    def apply(self, action: OrderAction) -> bool:
+        """Move to the status ``action`` leads to (``next_order_status``); False if that changes nothing."""
+        status = next_order_status(self.status, action)
+        changed = status != self.status
+        self.status = status
+        return changed
 
     def created(self) -> OrderCreatedEvent:
         """The order:created event of this (flushed) order."""
@@ -66,7 +84,7 @@ class Order(Versioned, Base):
             status=OrderStatus(self.status),
             user_id=self.user_id,
             expires_at=self.expires_at,
-            ticket=OrderCreatedTicket(id=self.ticket.id, price=self.ticket.price),
+            ticket=OrderCreatedTicket(id=self.ticket_id, price=self.price),
         )
 
     def cancelled(self) -> OrderCancelledEvent:
@@ -111,3 +129,10 @@ class OrderOut(BaseModel):
     expires_at: JsDatetime = Field(serialization_alias="expiresAt")
     version: int
     ticket: TicketOut
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        """The order with its ticket, at the order's own price: the price its payment charges."""
+        shown = cls.model_validate(order)
+        shown.ticket.price = order.price
+        return shown

@@ -3,32 +3,48 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ticketing_common import BadRequestError, NotAuthorizedError, NotFoundError, OrderStatus
+from ticketing_common import (
+    BadRequestError,
+    NotAuthorizedError,
+    NotFoundError,
+    OrderAction,
+    OrderStatus,
+    next_order_status,
+)
 from ticketing_common.fastapi import RequiredUser
 from ticketing_common.service import Service, ServiceDep, ServiceListener, ServiceSettings
 
 from .gateway import PaymentGateway, gateway_from_env
-from .listeners import OrderCancelledListener, OrderCreatedListener
+from .listeners import OrderCancelledListener, OrderCreatedListener, PaymentCreatedListener
 from .models import Base, Order, Payment, PaymentIn, PaymentOut
+from .refunds import refund_if_cancelled
 
-LISTENERS: list[type[ServiceListener[Any]]] = [OrderCreatedListener, OrderCancelledListener]
 CURRENCY = "usd"
 ALREADY_PAID = "Order has already been paid"
+CANCELLED = "Cannot pay for an cancelled order"  # the original's words
+EXPIRED = "Cannot pay for an expired order"
 router = APIRouter(prefix="/api/payments")
 
 
 def create_app(settings: ServiceSettings, *, gateway: PaymentGateway | None = None) -> FastAPI:
     """The payments app; ``gateway`` defaults to Stripe with ``STRIPE_KEY``, else the fake gateway."""
-    service = Service(settings, Base.metadata, listeners=LISTENERS)
     chosen = gateway if gateway is not None else gateway_from_env(os.environ)
+    listeners: list[Callable[[Service], ServiceListener[Any]]] = [
+        OrderCreatedListener,
+        partial(OrderCancelledListener, gateway=chosen),
+        partial(PaymentCreatedListener, gateway=chosen),
+    ]
+    service = Service(settings, Base.metadata, listeners=listeners)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,17 +61,28 @@ def create_app(settings: ServiceSettings, *, gateway: PaymentGateway | None = No
     return app
 
 
+def payable(order: Order) -> None:
+    """Refuse (400) an order that is cancelled, or whose time to pay has run out, as payments knows it."""
+    if next_order_status(order.status, OrderAction.PAY) is not OrderStatus.COMPLETE:
+        raise BadRequestError(CANCELLED)
+    if order.expires_at <= datetime.now(UTC):
+        raise BadRequestError(EXPIRED)
+
+
 @router.post("", status_code=201)
 async def pay(body: PaymentIn, user: RequiredUser, service: ServiceDep, request: Request) -> PaymentOut:
-    """Charge the user's open order once, save the payment and announce it (payment:created)."""
+    """Charge the user's open order once, save the payment and announce it (payment:created).
+
+    If the order:cancelled of the order arrived while the charge went through, the charge is refunded
+    at once and the answer is the 400 of a cancelled order.
+    """
     async with service.database.sessions() as session:
         order = await session.get(Order, body.order_id)
         if order is None:
             raise NotFoundError
         if order.user_id != user.id:
             raise NotAuthorizedError
-        if order.status == OrderStatus.CANCELLED:
-            raise BadRequestError("Cannot pay for an cancelled order")
+        payable(order)
         if await session.scalar(select(Payment.id).where(Payment.order_id == order.id)) is not None:
             raise BadRequestError(ALREADY_PAID)
     gateway: PaymentGateway = request.app.state.gateway
@@ -68,6 +95,8 @@ async def pay(body: PaymentIn, user: RequiredUser, service: ServiceDep, request:
     )
     try:
         async with service.transaction() as session:
+            # Locked, as the order:cancelled listener locks it: one of the two sees the other's change.
+            current = await session.get(Order, order.id, with_for_update=True)
             payment = Payment(order_id=order.id, stripe_id=stripe_id)
             session.add(payment)
             await session.flush()
@@ -75,4 +104,7 @@ async def pay(body: PaymentIn, user: RequiredUser, service: ServiceDep, request:
     except IntegrityError:  # a concurrent request saved this order's payment first (same charge)
         raise BadRequestError(ALREADY_PAID) from None
     await service.flush()
+    if current is None or current.status == OrderStatus.CANCELLED:
+        await refund_if_cancelled(service, gateway, order.id)
+        raise BadRequestError(CANCELLED)
     return PaymentOut(id=payment.id)

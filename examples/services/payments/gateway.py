@@ -1,7 +1,8 @@
 """Who takes the money: Stripe when ``STRIPE_KEY`` is set, a fake that accepts ``tok_visa`` otherwise.
 
 A charge carries an idempotency key derived from the order, so a retried request (a timeout, a crash
-between the charge and saving the payment) gets the first charge back instead of a second one.
+between the charge and saving the payment) gets the first charge back instead of a second one; a
+refund carries one derived from the payment, so however often it is asked for, it is made once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class PaymentDeclinedError(BadRequestError):
 
 
 class PaymentGateway(Protocol):
-    """Charges a card token."""
+    """Charges a card token, and gives a charge back."""
 
     async def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> str:
         """Charge and return the gateway's id of the payment; the same key charges once.
@@ -35,6 +36,10 @@ class PaymentGateway(Protocol):
         Raises:
             PaymentDeclinedError: the card or token was refused.
         """
+        ...
+
+    async def refund(self, *, charge_id: str, idempotency_key: str) -> str:
+        """Give the whole charge back and return the gateway's id of the refund; the same key refunds once."""
         ...
 
     async def aclose(self) -> None:
@@ -48,6 +53,8 @@ class FakeGateway:
 
     charges: dict[str, tuple[str, int, str]] = field(default_factory=dict)
     """Charges by idempotency key: (id, amount in cents, currency)."""
+    refunds: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Refunds by idempotency key: (id, the charge's id)."""
 
     async def charge(self, *, amount_cents: int, currency: str, token: str, idempotency_key: str) -> str:
         """Record the charge once per key, as Stripe does."""
@@ -56,6 +63,23 @@ class FakeGateway:
         if idempotency_key not in self.charges:
             self.charges[idempotency_key] = (f"ch_fake_{uuid.uuid4().hex}", amount_cents, currency)
         return self.charges[idempotency_key][0]
+
+    async def refund(self, *, charge_id: str, idempotency_key: str) -> str:
+        """Record the refund once per key; refuse an unknown charge, or one refunded under another key."""
+        if idempotency_key not in self.refunds:
+            if charge_id not in {charge for charge, _, _ in self.charges.values()}:
+                raise LookupError(f"no charge {charge_id}")
+            if charge_id in {charge for _, charge in self.refunds.values()}:
+                raise RuntimeError(f"charge {charge_id} is already refunded")
+            self.refunds[idempotency_key] = (f"re_fake_{uuid.uuid4().hex}", charge_id)
+        return self.refunds[idempotency_key][0]
+
+    def charged_cents(self, idempotency_key: str) -> int:
+        """Net money taken under a charge's key: its amount, or 0 once refunded (or never charged)."""
+        if idempotency_key not in self.charges:
+            return 0
+        charge_id, amount, _ = self.charges[idempotency_key]
+        return 0 if charge_id in {charge for _, charge in self.refunds.values()} else amount
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -92,11 +116,26 @@ class StripeGateway:
             raise PaymentDeclinedError(f"The payment did not go through ({charge.status})")
         return charge.id
 
+    async def refund(self, *, charge_id: str, idempotency_key: str) -> str:
+        """Refund the whole charge; a refund that Stripe did not accept raises, to be retried."""
+        refund = await self.client.v1.refunds.create_async(
+            params={"charge": charge_id}, options={"idempotency_key": idempotency_key}
+        )
+        # "pending" is accepted: Stripe completes it without us (some card networks take days).
+        if refund.status not in {"succeeded", "pending"}:
+            raise RuntimeError(
+                f"Stripe did not refund charge {charge_id}: refund {refund.id} is {refund.status}"
+            )
+        return refund.id
+
 
 def gateway_from_env(environ: Mapping[str, str]) -> PaymentGateway:
-    """Stripe with ``STRIPE_KEY``; without it the fake gateway, said once in the log."""
+    """Stripe with ``STRIPE_KEY`` (at ``STRIPE_API_BASE`` if set); else the fake gateway, said in the log.
+
+    ``STRIPE_API_BASE`` points the client at another server speaking Stripe's API, such as stripe-mock.
+    """
     key = environ.get("STRIPE_KEY")
     if key:
-        return StripeGateway(key)
+        return StripeGateway(key, api_base=environ.get("STRIPE_API_BASE") or None)
     logger.warning("STRIPE_KEY is not set: payments use the fake gateway (only %s pays)", TEST_TOKEN)
     return FakeGateway()

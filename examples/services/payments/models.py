@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ticketing_common import PaymentCreatedEvent
-from ticketing_common.sqlalchemy import Replica
+from ticketing_common import PaymentCreatedEvent, PaymentRefundedEvent
+from ticketing_common.sqlalchemy import Replica, UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -26,6 +27,7 @@ class Order(Replica, Base):
     user_id: Mapped[str] = mapped_column(String(64))
     price: Mapped[float]
     status: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     def amount_cents(self) -> int:
         """The price in cents, rounded as money is (0.1 + 0.2 dollars is 30 cents)."""
@@ -40,10 +42,20 @@ class Payment(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: uuid.uuid4().hex)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), unique=True)
     stripe_id: Mapped[str] = mapped_column(String(255))
+    refund_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    """The gateway's refund, once the charge was given back because the order was cancelled first."""
 
     def created(self) -> PaymentCreatedEvent:
         """The payment:created event of this (flushed) payment."""
         return PaymentCreatedEvent(id=self.id, order_id=self.order_id, stripe_id=self.stripe_id)
+
+    def refunded(self) -> PaymentRefundedEvent:
+        """The payment:refunded event of this payment, once ``refund_id`` is set."""
+        if self.refund_id is None:
+            raise ValueError(f"payment {self.id} is not refunded")
+        return PaymentRefundedEvent(
+            id=self.id, order_id=self.order_id, stripe_id=self.stripe_id, refund_id=self.refund_id
+        )
 
 
 class PaymentIn(BaseModel):

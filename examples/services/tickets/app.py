@@ -59,9 +59,14 @@ async def show_ticket(ticket_id: str, service: ServiceDep) -> TicketOut:
 
 @router.put("/{ticket_id}")
 async def update_ticket(ticket_id: str, body: TicketIn, user: RequiredUser, service: ServiceDep) -> TicketOut:
-    """Change the owner's unreserved ticket and announce it (ticket:updated)."""
+    """Change the owner's unreserved ticket and announce it (ticket:updated).
+
+    An edit that races an order the tickets service has not heard of yet is answered 200 and then
+    undone when that order reserves the ticket: the order keeps the price its buyer saw (README).
+    """
     async with service.transaction() as session:
-        ticket = await session.get(Ticket, ticket_id)
+        # Locked: a reservation being saved now makes this edit wait, then see the ticket reserved.
+        ticket = await session.get(Ticket, ticket_id, with_for_update=True)
         if ticket is None:
             raise NotFoundError
         if ticket.user_id != user.id:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from nats.aio.msg import Msg
 
-from ticketing_common import OrderCancelledEvent, OrderCreatedEvent
+from ticketing_common import OrderCancelledEvent, OrderCreatedEvent, OutOfOrder
 from ticketing_common.service import ServiceListener
 
 from .models import CancelledOrder, Ticket
 
 QUEUE_GROUP = "tickets-service"
+logger = logging.getLogger(__name__)
 
 
 class OrderCreatedListener(ServiceListener[OrderCreatedEvent]):
@@ -18,13 +21,34 @@ class OrderCreatedListener(ServiceListener[OrderCreatedEvent]):
     queue_group_name = QUEUE_GROUP
 
     async def on_message(self, data: OrderCreatedEvent, msg: Msg) -> None:
-        """Reserve, unless the order is already known cancelled or already holds the ticket."""
+        """Reserve at the order's price, unless the order is known cancelled or already holds the ticket.
+
+        Raises:
+            OutOfOrder: another order holds the ticket. The orders service lets one order at a time hold
+                it, so one of the two is cancelled and its order:cancelled is on its way: wait for it.
+        """
         async with self.service.transaction() as session:
-            ticket = await session.get(Ticket, data.ticket.id)
+            ticket = await session.get(Ticket, data.ticket.id, with_for_update=True)
             if ticket is None:
                 raise LookupError(f"ticket {data.ticket.id} of order {data.id} does not exist")
             cancelled = await session.get(CancelledOrder, data.id)
             if cancelled is None and ticket.order_id != data.id:
+                if ticket.order_id is not None:
+                    raise OutOfOrder(
+                        record=f"ticket {ticket.id}",
+                        waiting_for=f"the cancellation of order {ticket.order_id} or {data.id}",
+                    )
+                if ticket.price != data.ticket.price:
+                    # An edit reached us before this order, which orders made at the price it knew: the
+                    # buyer is charged that price, so the edit loses and the ticket shows it again.
+                    logger.warning(
+                        "ticket %s: order %s was made at %s; the edit to %s, which raced it, is undone",
+                        ticket.id,
+                        data.id,
+                        data.ticket.price,
+                        ticket.price,
+                    )
+                    ticket.price = data.ticket.price
                 ticket.order_id = data.id
                 await session.flush()
                 await self.service.publish(session, ticket.updated())
@@ -42,7 +66,7 @@ class OrderCancelledListener(ServiceListener[OrderCancelledEvent]):
         async with self.service.transaction() as session:
             if await session.get(CancelledOrder, data.id) is None:
                 session.add(CancelledOrder(order_id=data.id))
-            ticket = await session.get(Ticket, data.ticket.id)
+            ticket = await session.get(Ticket, data.ticket.id, with_for_update=True)
             if ticket is not None and ticket.order_id == data.id:
                 ticket.order_id = None
                 await session.flush()
