@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -194,10 +195,45 @@ async def test_an_order_cancelled_during_its_charge_is_refunded_before_the_answe
         response = await pay(api, order_id)
         assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
         assert gateway.charged_cents(f"ticketing-order-{order_id}") == 0
-        assert len(await published(jetstream, "payment:refunded")) == 1
-        # Its own payment:created reaches the payments service too, and changes nothing more.
+        # Its own payment:created reaches the payments service too, which may have recorded the refund
+        # first (then its payment:refunded comes a moment after the answer): one refund, one event.
         await eventually(partial(consumer_is_settled, jetstream, "payments-service_payment_created"))
         assert len(gateway.refunds) == 1
+        assert len(await published(jetstream, "payment:refunded")) == 1
+
+
+@dataclass
+class RefundFailsOnce(ChargeWhile):
+    """A gateway out of reach for the first refund asked of it."""
+
+    refusals: int = 0
+
+    async def refund(self, *, charge_id: str, idempotency_key: str) -> str:
+        """Fail the first time, then refund as the fake gateway does."""
+        if not self.refusals:
+            self.refusals += 1
+            raise ConnectionError("the gateway is out of reach")
+        return await super().refund(charge_id=charge_id, idempotency_key=idempotency_key)
+
+
+async def test_a_refund_the_gateway_fails_is_retried_and_the_answer_stays_a_400(
+    nats_server: NatsServer, nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
+) -> None:
+    """The route's refund fails: still 400 (not 500); its payment:created listener refunds on redelivery."""
+    gateway = RefundFailsOnce()
+    async with running(create_app(settings("payments", nats_server, database_url), gateway=gateway)) as api:
+        order_id = await an_order(api, nats_client)
+
+        async def cancel() -> None:
+            await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
+            await eventually(lambda: is_cancelled(api, order_id))
+
+        gateway.meanwhile = cancel
+        response = await pay(api, order_id)
+        assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+        await eventually(partial(consumer_is_settled, jetstream, "payments-service_payment_created"))
+        assert (gateway.refusals, gateway.charged_cents(f"ticketing-order-{order_id}")) == (1, 0)
+        assert len(await published(jetstream, "payment:refunded")) == 1
 
 
 async def test_a_payment_saved_for_a_cancelled_order_is_refunded_on_its_payment_created(

@@ -1,9 +1,9 @@
 """Races between services through HTTP: the five reference services as processes on one nats-server.
 
 Each race runs ``RUNS`` times, its two requests apart by a random offset of up to 300 ms, either one
-first (the seed is printed; ``RACE_SEED=<seed>`` replays it). After each run the test waits until every
-event is handled, then checks what every service and the gateway (the fake Stripe server, which the
-payments processes call through the real ``stripe`` library) say of the order.
+first (the seed is logged and named in failures; ``RACE_SEED=<seed>`` replays it). After each run the
+test waits until every event is handled, then checks what every service and the gateway (the fake
+Stripe server, which the payments processes call through the real ``stripe`` library) say of the order.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ async def cancel_order(order: OwnedOrder, service: ServiceDep) -> Response:
         current = await Order.locked(session, order.id)
         if current is None:
             raise NotFoundError
-        changed = current.apply(OrderAction.CANCEL)
+        changed = current.transition(OrderAction.CANCEL)
         if current.status != OrderStatus.CANCELLED:
             raise BadRequestError("Cannot cancel a completed order")
         if changed:

@@ -60,7 +60,7 @@ class ExpirationCompleteListener(ServiceListener[ExpirationCompleteEvent]):
         """Cancel and announce order:cancelled once; ack and ignore a complete or cancelled order."""
         async with self.service.transaction() as session:
             order = await existing_order(session, data.order_id)
-            if order.apply(OrderAction.EXPIRE):
+            if order.transition(OrderAction.EXPIRE):
                 await session.flush()
                 await self.service.publish(session, order.cancelled())
         await msg.ack()
@@ -76,7 +76,7 @@ class PaymentCreatedListener(ServiceListener[PaymentCreatedEvent]):
         """Complete the order once; a cancelled order stays cancelled, its ticket free."""
         async with self.service.transaction() as session:
             order = await existing_order(session, data.order_id)
-            if not order.apply(OrderAction.PAY) and order.status == OrderStatus.CANCELLED:
+            if not order.transition(OrderAction.PAY) and order.status == OrderStatus.CANCELLED:
                 logger.info(
                     "order %s was cancelled before its payment %s: it stays cancelled, payments refunds it",
                     order.id,

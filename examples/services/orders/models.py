@@ -69,7 +69,7 @@ class Order(Versioned, Base):
         # "OF orders": the joined ticket is an outer join, which PostgreSQL cannot lock.
         return await session.get(cls, order_id, with_for_update={"of": cls})
 
-    def apply(self, action: OrderAction) -> bool:
+    def transition(self, action: OrderAction) -> bool:
         """Move to the status ``action`` leads to (``next_order_status``); False if that changes nothing."""
         status = next_order_status(self.status, action)
         changed = status != self.status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ ALREADY_PAID = "Order has already been paid"
 CANCELLED = "Cannot pay for an cancelled order"  # the original's words
 EXPIRED = "Cannot pay for an expired order"
 router = APIRouter(prefix="/api/payments")
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: ServiceSettings, *, gateway: PaymentGateway | None = None) -> FastAPI:
@@ -105,6 +107,9 @@ async def pay(body: PaymentIn, user: RequiredUser, service: ServiceDep, request:
         raise BadRequestError(ALREADY_PAID) from None
     await service.flush()
     if current is None or current.status == OrderStatus.CANCELLED:
-        await refund_if_cancelled(service, gateway, order.id)
+        try:
+            await refund_if_cancelled(service, gateway, order.id)
+        except Exception:  # the gateway is down: payments' payment:created listener retries the refund
+            logger.exception("order %s: refunding charge %s failed; it will be retried", order.id, stripe_id)
         raise BadRequestError(CANCELLED)
     return PaymentOut(id=payment.id)
