@@ -179,21 +179,27 @@ async def test_a_paid_order_cancelled_by_orders_is_refunded_once(
     assert again.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
 
 
+async def pay_while_cancelled(api: ServiceClient, nats_client: Client, gateway: ChargeWhile) -> str:
+    """An order whose order:cancelled is applied while its charge is on its way; 400 as cancelled."""
+    order_id = await an_order(api, nats_client)
+
+    async def cancel() -> None:
+        await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
+        await eventually(lambda: is_cancelled(api, order_id))
+
+    gateway.meanwhile = cancel
+    response = await pay(api, order_id)
+    assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+    return order_id
+
+
 async def test_an_order_cancelled_during_its_charge_is_refunded_before_the_answer(
     nats_server: NatsServer, nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> None:
     """order:cancelled applied between the route's check and its save: 400 as cancelled, charge refunded."""
     gateway = ChargeWhile()
     async with running(create_app(settings("payments", nats_server, database_url), gateway=gateway)) as api:
-        order_id = await an_order(api, nats_client)
-
-        async def cancel() -> None:
-            await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
-            await eventually(lambda: is_cancelled(api, order_id))
-
-        gateway.meanwhile = cancel
-        response = await pay(api, order_id)
-        assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+        order_id = await pay_while_cancelled(api, nats_client, gateway)
         assert gateway.charged_cents(f"ticketing-order-{order_id}") == 0
         # Its own payment:created reaches the payments service too, which may have recorded the refund
         # first (then its payment:refunded comes a moment after the answer): one refund, one event.
@@ -222,15 +228,7 @@ async def test_a_refund_the_gateway_fails_is_retried_and_the_answer_stays_a_400(
     """The route's refund fails: still 400 (not 500); its payment:created listener refunds on redelivery."""
     gateway = RefundFailsOnce()
     async with running(create_app(settings("payments", nats_server, database_url), gateway=gateway)) as api:
-        order_id = await an_order(api, nats_client)
-
-        async def cancel() -> None:
-            await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
-            await eventually(lambda: is_cancelled(api, order_id))
-
-        gateway.meanwhile = cancel
-        response = await pay(api, order_id)
-        assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+        order_id = await pay_while_cancelled(api, nats_client, gateway)
         await eventually(partial(consumer_is_settled, jetstream, "payments-service_payment_created"))
         assert (gateway.refusals, gateway.charged_cents(f"ticketing-order-{order_id}")) == (1, 0)
         assert len(await published(jetstream, "payment:refunded")) == 1
