@@ -17,7 +17,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
-from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, delete, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ticketing_common._events import Event
@@ -45,6 +57,8 @@ class Outbox:
             Column("msg_id", String(255), nullable=False),
             Column("data", LargeBinary, nullable=False),
             Column("created_at", DateTime(timezone=True), nullable=False),
+            # SQLite would give a deleted row's id to the next row: ids must name one event for good.
+            sqlite_autoincrement=True,
         )
 
     async def add(self, session: AsyncSession, event: Event, *, msg_id: str | None = None) -> None:
@@ -101,7 +115,7 @@ class OutboxRelay:
                     rows = (await session.execute(query.order_by(table.c.id).limit(self.batch))).all()
                 if not rows:
                     return published
-                done: list[int] = []
+                done: list[tuple[int, str]] = []
                 try:
                     for row in rows:
                         await publish_acked(
@@ -112,11 +126,15 @@ class OutboxRelay:
                             timeout=self.publish_deadline,
                             deadline=self.publish_deadline,
                         )
-                        done.append(row.id)
+                        done.append((row.id, row.msg_id))
                 finally:
                     if done:
+                        # Another replica's relay may have published and deleted these rows already: only
+                        # the rows as read are deleted, never a newer one (in an outbox made before ids
+                        # were kept unique on SQLite, a new row could have one of their ids).
+                        published_rows = tuple_(table.c.id, table.c.msg_id).in_(done)
                         async with self.database.transaction() as session:
-                            await session.execute(delete(table).where(table.c.id.in_(done)))
+                            await session.execute(delete(table).where(published_rows))
                         published += len(done)
 
     async def flush(self) -> bool:
