@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import count
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -53,11 +52,10 @@ _emails = count()
 
 @dataclass
 class Stack:
-    """The running services: their URLs, databases, logs, the gateway, and the nats-server."""
+    """The running services: their URLs, databases, the gateway, and the nats-server."""
 
     urls: dict[str, str]
     databases: Callable[[str], str]
-    logs: Path
     stripe: FakeStripe
     nats_url: str
 
@@ -84,7 +82,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             processes.wait_until_answering(urls)
             asyncio.run(_expiration_listens(server.url))
             logger.info("races: RACE_SEED=%s; logs in %s", SEED, logs)
-            yield Stack(urls, databases, logs, stripe, server.url)
+            yield Stack(urls, databases, stripe, server.url)
 
 
 async def _expiration_listens(nats_url: str) -> None:

@@ -69,7 +69,7 @@ class FakeGateway:
         if idempotency_key not in self.refunds:
             if charge_id not in {charge for charge, _, _ in self.charges.values()}:
                 raise LookupError(f"no charge {charge_id}")
-            if charge_id in {charge for _, charge in self.refunds.values()}:
+            if self._refunded(charge_id):
                 raise RuntimeError(f"charge {charge_id} is already refunded")
             self.refunds[idempotency_key] = (f"re_fake_{uuid.uuid4().hex}", charge_id)
         return self.refunds[idempotency_key][0]
@@ -79,7 +79,10 @@ class FakeGateway:
         if idempotency_key not in self.charges:
             return 0
         charge_id, amount, _ = self.charges[idempotency_key]
-        return 0 if charge_id in {charge for _, charge in self.refunds.values()} else amount
+        return 0 if self._refunded(charge_id) else amount
+
+    def _refunded(self, charge_id: str) -> bool:
+        return any(charge == charge_id for _, charge in self.refunds.values())
 
     async def aclose(self) -> None:
         """Nothing to release."""
