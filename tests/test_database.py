@@ -1,16 +1,17 @@
-"""The services' Database on SQLite and PostgreSQL: what a service sees when its database is out of reach."""
+"""The services' Database on SQLite and PostgreSQL: an unreachable database, replicas starting together."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, MetaData, String, Table, text
 
 from conftest import DatabaseUrl, wait_until
 from ticketing_common import DatabaseConnectionError
-from ticketing_common.sqlalchemy import Database
+from ticketing_common.sqlalchemy import Database, Outbox
 
 
 def aiosqlite_threads_ended() -> bool:
@@ -53,3 +54,23 @@ async def test_an_unreachable_database_is_a_database_connection_error(
         await database.dispose()
         await wait_until(aiosqlite_threads_ended, what="aiosqlite's worker threads ended")
     assert raised.value.serialize_errors() == [{"message": "Error connecting to database"}]
+
+
+async def test_replicas_starting_together_create_the_tables_once(database_url: DatabaseUrl) -> None:
+    """Three replicas run create_all on one new database at once: all start, the tables exist once."""
+    for run in range(5):
+        url = database_url(f"replicas{run}")
+        replicas = [Database(url) for _ in range(3)]
+        metadata = MetaData()
+        Table("tickets", metadata, Column("id", String(32), primary_key=True), Column("title", String(200)))
+        Outbox(metadata)
+        try:
+            await asyncio.gather(*(replica.create_all(metadata) for replica in replicas))
+            async with replicas[0].transaction() as session:
+                assert (await session.execute(text("SELECT count(*) FROM tickets"))).scalar() == 0
+            if url.startswith("sqlite"):  # one of them switched the file to WAL, which the others share
+                async with replicas[1].engine.connect() as connection:
+                    assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        finally:
+            for replica in replicas:
+                await replica.dispose()

@@ -19,12 +19,13 @@ PostgreSQL, any async SQLAlchemy URL)::
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -39,6 +40,7 @@ from ticketing_common.versioning import should_apply
 __all__ = ["Database", "Outbox", "OutboxRelay", "Replica", "UtcDateTime", "Versioned"]
 
 logger = logging.getLogger(__name__)
+_CREATE_ALL_LOCK = 0x7469636B6574  # "ticket": the advisory lock replicas take while creating tables
 
 
 def _next_version(current: int | None) -> int:
@@ -145,8 +147,17 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def create_all(self, metadata: MetaData) -> None:
-        """Create the missing tables of ``metadata`` (schema changes of existing ones need migrations)."""
+        """Create the missing tables of ``metadata`` (schema changes of existing ones need migrations).
+
+        Replicas that start together create them once: on PostgreSQL they take turns (an advisory
+        lock), on SQLite ``BEGIN IMMEDIATE`` already makes them; the later ones find the tables made.
+        """
         async with self.engine.begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Checking for a table, then creating it, is not atomic: two replicas would both create.
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_ALL_LOCK}
+                )
             await connection.run_sync(metadata.create_all)
 
     @asynccontextmanager
@@ -187,7 +198,13 @@ def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: AN
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout = 30000")
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    try:
+        cursor.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError:
+        # Switching a new file to WAL needs it to itself, and SQLite does not wait for that: another
+        # replica connecting now is switching it. WAL only adds concurrency (BEGIN IMMEDIATE and the busy
+        # timeout hold in any mode) and stays set in the file, so this connection goes on as it is.
+        logger.debug("SQLite is busy switching to WAL; this connection keeps its journal mode")
     cursor.close()
 
 
@@ -196,6 +213,6 @@ def _sqlite_begin(connection: Connection) -> None:
 
 
 def _is_unreachable(error: OperationalError) -> bool:
-    text = str(error.orig).lower()
+    message = str(error.orig).lower()
     signs = ("unable to open database", "could not connect", "connection refused")
-    return any(sign in text for sign in signs)
+    return any(sign in message for sign in signs)
