@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class ServiceClient(httpx.AsyncClient):
 
     def __init__(self, app: FastAPI) -> None:
         super().__init__(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        self.asgi_app = app
         self.service = service_of(app)
 
 
@@ -60,7 +62,8 @@ def service_of(app: FastAPI) -> Service:
 
 def signed_in(user_id: str, email: str | None = None) -> dict[str, str]:
     """The Cookie header of a user signed in by the (Node or Python) auth service."""
-    claims = {"id": user_id, "email": email or f"{user_id}@test.com", "iat": 1_700_000_000}
+    # As the original's tests sign in: no exp, so the token expires a day after its iat.
+    claims = {"id": user_id, "email": email or f"{user_id}@test.com", "iat": int(time.time())}
     return cookie_header(node_cookie({"jwt": node_token(claims)}))
 
 

@@ -14,11 +14,17 @@ SERVICES = ROOT / "examples" / "services"
 K8S = ROOT / "examples" / "infra" / "k8s"
 NAMES = ["auth", "tickets", "orders", "payments", "expiration"]
 READ = re.compile(
-    r'(?:\.get\(|\[)"([A-Z][A-Z0-9_]*)"'
-)  # env.get("X"), environ["X"]: upper case is a variable
+    r'(?:\.get\(|\[|validation_alias=)"([A-Z][A-Z0-9_]*)"'
+)  # env.get("X"), environ["X"], a pydantic-settings field's validation_alias="X": upper case is a variable
 # Read with a default that is right in production: by ServiceSettings.from_env, and by payments (Stripe's own
 # API unless pointed at another server, such as stripe-mock).
-OPTIONAL = {"SECURE_COOKIES", "STRIPE_API_BASE"}
+OPTIONAL = {
+    "SECURE_COOKIES",
+    "STRIPE_API_BASE",
+    "MAX_BODY_BYTES",
+    "SIGNIN_RATE_LIMIT_PER_ADDRESS",
+    "SIGNIN_RATE_LIMIT_PER_EMAIL",
+}
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -131,12 +131,12 @@ async def is_cancelled(client: ServiceClient, order_id: str) -> bool:
 async def test_a_cancelled_order_cannot_be_paid(
     client: ServiceClient, nats_client: Client, gateway: FakeGateway
 ) -> None:
-    """400 "Cannot pay for an cancelled order", and no charge."""
+    """400 "Cannot pay for a cancelled order", and no charge."""
     order_id = await an_order(client, nats_client)
     await OrderCancelledPublisher(nats_client).publish(cancelled(order_id))
     await eventually(lambda: is_cancelled(client, order_id))
     response = await pay(client, order_id)
-    assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+    assert response.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
     assert gateway.charges == {}
 
 
@@ -176,7 +176,7 @@ async def test_a_paid_order_cancelled_by_orders_is_refunded_once(
         {"id": payment.id, "orderId": order_id, "stripeId": stripe_id, "refundId": refund_id}
     ]
     again = await pay(client, order_id)
-    assert again.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+    assert again.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
 
 
 async def pay_while_cancelled(api: ServiceClient, nats_client: Client, gateway: ChargeWhile) -> str:
@@ -189,7 +189,7 @@ async def pay_while_cancelled(api: ServiceClient, nats_client: Client, gateway: 
 
     gateway.meanwhile = cancel
     response = await pay(api, order_id)
-    assert response.json() == {"errors": [{"message": "Cannot pay for an cancelled order"}]}
+    assert response.json() == {"errors": [{"message": "Cannot pay for a cancelled order"}]}
     return order_id
 
 

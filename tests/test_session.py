@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -18,13 +19,15 @@ from ticketing_common.fastapi import SessionConfig, UserPayload
 
 CONFIG = SessionConfig(jwt_key=KEY)
 IAT = int(NOW.timestamp())
+RECENT = int(time.time()) - 60
+"""A minute ago: a token issued then without exp (as the original's) is still valid."""
 
 
 def test_a_node_cookie_names_its_user() -> None:
-    """A cookie exactly as cookie-session + jsonwebtoken write it reads as that user."""
-    token = node_token({"id": "5f8d0d55b54764421b7156c5", "email": "test@test.com", "iat": IAT})
+    """A cookie as the original's cookie-session + jsonwebtoken write it (no exp) is a user for a day."""
+    token = node_token({"id": "5f8d0d55b54764421b7156c5", "email": "test@test.com", "iat": RECENT})
     assert CONFIG.read_cookie(node_cookie({"jwt": token})) == UserPayload(
-        id="5f8d0d55b54764421b7156c5", email="test@test.com", iat=IAT
+        id="5f8d0d55b54764421b7156c5", email="test@test.com", iat=RECENT, exp=RECENT + 86400
     )
 
 
@@ -61,15 +64,18 @@ def test_secure_and_the_cookie_name_are_configurable() -> None:
     )
 
 
-def test_a_cookie_without_exp_is_a_browser_session_cookie() -> None:
-    """Claims without exp (as Node issues them) give a cookie without expires."""
-    assert "expires" not in CONFIG.set_cookie_header(UserPayload(id="u", email="e", iat=IAT))
+def test_a_token_without_exp_expires_a_lifetime_after_its_iat() -> None:
+    """It never expired; now it lasts the session lifetime from iat, and one without iat is no user."""
+    hour = SessionConfig(jwt_key=KEY, lifetime=timedelta(hours=1))
+    assert hour.read_token(node_token({"id": "u", "email": "e", "iat": RECENT})) is not None
+    assert hour.read_token(node_token({"id": "u", "email": "e", "iat": RECENT - 3600})) is None
+    assert hour.read_token(node_token({"id": "u", "email": "e"})) is None
 
 
 def test_from_env_requires_jwt_key() -> None:
     """A missing or empty JWT_KEY is a ConfigurationError naming the variable."""
     for environ in ({}, {"JWT_KEY": ""}):
-        with pytest.raises(ConfigurationError, match="JWT_KEY is not set"):
+        with pytest.raises(ConfigurationError, match="set JWT_KEY"):
             SessionConfig.from_env(environ)
     assert SessionConfig.from_env({"JWT_KEY": KEY}).jwt_key == KEY
 
@@ -95,13 +101,13 @@ def test_invalid_settings_are_refused(settings: dict[str, object], message: str)
 
 def test_a_short_node_key_still_works_with_a_warning() -> None:
     """The course's short keys (JWT_KEY=asdf) interoperate; PyJWT warns that they are weak."""
-    token = node_token({"id": "u", "email": "e", "iat": IAT}, key="asdf")
+    token = node_token({"id": "u", "email": "e", "iat": RECENT}, key="asdf")
     with pytest.warns(jwt.InsecureKeyLengthWarning):
         user = SessionConfig(jwt_key="asdf").read_token(token)
-    assert user == UserPayload(id="u", email="e", iat=IAT)
+    assert user == UserPayload(id="u", email="e", iat=RECENT, exp=RECENT + 86400)
 
 
-CLAIMS = {"id": "u1", "email": "a@b.io", "iat": IAT}
+CLAIMS = {"id": "u1", "email": "a@b.io", "iat": RECENT}
 TAMPERED = node_token(CLAIMS).split(".")
 TAMPERED[1] = base64.urlsafe_b64encode(b'{"id":"admin","email":"a@b.io","iat":1}').rstrip(b"=").decode()
 PAST = int((datetime.now(UTC) - timedelta(minutes=1)).timestamp())
@@ -119,7 +125,9 @@ BAD_COOKIES = {
     "alg none": node_cookie({"jwt": node_token(CLAIMS).rsplit(".", 1)[0].replace("HS256", "none") + "."}),
     "alg HS512": node_cookie({"jwt": node_token(CLAIMS, alg="HS512")}),
     "expired": node_cookie({"jwt": node_token({**CLAIMS, "exp": PAST})}),
-    "no email": node_cookie({"jwt": node_token({"id": "u1", "iat": IAT})}),
+    "no email": node_cookie({"jwt": node_token({"id": "u1", "iat": RECENT})}),
+    "empty id": node_cookie({"jwt": node_token({**CLAIMS, "id": ""})}),
+    "no exp and no iat": node_cookie({"jwt": node_token({"id": "u1", "email": "a@b.io"})}),
     "id not a string": node_cookie({"jwt": node_token({**CLAIMS, "id": 7})}),
     "deeply nested JSON": base64.b64encode(b"[" * 100_000).decode(),
 }

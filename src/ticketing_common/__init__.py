@@ -39,9 +39,11 @@ from ticketing_common.errors import (
     NotConnectedError,
     NotFoundError,
     OutOfOrder,
+    PayloadTooLargeError,
     PublishError,
     RequestValidationError,
     TicketingError,
+    TooManyRequestsError,
     VersionConflictError,
 )
 
@@ -69,6 +71,7 @@ __all__ = [
     "OrderCreatedTicket",
     "OrderStatus",
     "OutOfOrder",
+    "PayloadTooLargeError",
     "PaymentCreatedEvent",
     "PaymentRefundedEvent",
     "PublishError",
@@ -78,6 +81,7 @@ __all__ = [
     "TicketCreatedEvent",
     "TicketUpdatedEvent",
     "TicketingError",
+    "TooManyRequestsError",
     "VersionConflictError",
     "VersionedEvent",
     "__version__",

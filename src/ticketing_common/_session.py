@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import jwt
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ticketing_common._settings import EnvironmentSettings, read_environment
 from ticketing_common.errors import ConfigurationError
 
 COOKIE_NAME = "express:sess"
@@ -31,17 +31,28 @@ DEFAULT_LIFETIME = timedelta(hours=24)
 _ALGORITHM = "HS256"
 # RFC 6265 cookie-name token characters; ':' included, as "express:sess" needs it.
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~:0-9A-Za-z]+$")
+# A claim a database will store or compare: some text, and no control character (PostgreSQL refuses NUL).
+_CLAIM = r"^[^\x00-\x1f\x7f-\x9f]+$"
 
 
 class UserPayload(BaseModel):
-    """The signed-in user, as the session token states it (``iat``/``exp`` in seconds since the epoch)."""
+    """The signed-in user, as the session token states it (``iat``/``exp`` in seconds since the epoch).
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    ``exp`` is always set: a token of the original Node auth service, which signs ``{id, email, iat}``
+    with no ``exp``, expires ``SessionConfig.lifetime`` after its ``iat`` instead of never.
+    """
 
-    id: str
-    email: str
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
+
+    id: str = Field(min_length=1, max_length=64, pattern=_CLAIM)
+    email: str = Field(min_length=1, max_length=320, pattern=_CLAIM)
     iat: int | None = None
-    exp: int | None = None
+    exp: int
+
+
+class _SessionEnvironment(EnvironmentSettings):
+    jwt_key: str = Field(validation_alias="JWT_KEY", min_length=1)
+    secure_cookies: bool = Field(default=True, validation_alias="SECURE_COOKIES")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,17 +85,24 @@ class SessionConfig:
         environ: Mapping[str, str] | None = None,
         *,
         cookie_name: str = COOKIE_NAME,
-        secure: bool = True,
+        secure: bool | None = None,
         lifetime: timedelta = DEFAULT_LIFETIME,
     ) -> SessionConfig:
-        """Read ``JWT_KEY`` from the environment; raise ``ConfigurationError`` at once if it is missing."""
-        key = (os.environ if environ is None else environ).get("JWT_KEY", "")
-        if not key:
-            raise ConfigurationError(
-                "JWT_KEY is not set: every service signs and verifies session tokens with it, "
-                "so set it to the same secret in all of them"
-            )
-        return cls(jwt_key=key, cookie_name=cookie_name, secure=secure, lifetime=lifetime)
+        """Read ``JWT_KEY`` and ``SECURE_COOKIES`` (a boolean, default true) from the environment.
+
+        ``secure``, when given, wins over ``SECURE_COOKIES``. Every service signs and verifies session
+        tokens with ``JWT_KEY``, so it must be the same secret in all of them.
+
+        Raises:
+            ConfigurationError: ``JWT_KEY`` is missing or ``SECURE_COOKIES`` is not a boolean; at once.
+        """
+        env = read_environment(_SessionEnvironment, environ, who="the session (JWT_KEY)")
+        return cls(
+            jwt_key=env.jwt_key,
+            cookie_name=cookie_name,
+            secure=env.secure_cookies if secure is None else secure,
+            lifetime=lifetime,
+        )
 
     def new_session(self, *, user_id: str, email: str, now: datetime | None = None) -> UserPayload:
         """The claims of a fresh session for this user: issued now, expiring after ``lifetime``."""
@@ -98,9 +116,21 @@ class SessionConfig:
         return jwt.encode(user.model_dump(exclude_none=True), self.jwt_key, algorithm=_ALGORITHM)
 
     def read_token(self, token: str) -> UserPayload | None:
-        """The user a token names, or None if it is malformed, forged, unsigned, expired or incomplete."""
+        """The user a token names, or None if it is malformed, forged, unsigned, expired or incomplete.
+
+        A token needs ``exp``, or ``iat`` from which it expires after ``lifetime`` (the original's tokens
+        have only ``iat``); one with neither would never expire, and names no user. ``id`` and ``email``
+        must be non-empty text without control characters.
+        """
         try:
             claims = jwt.decode(token, self.jwt_key, algorithms=[_ALGORITHM])
+            if "exp" not in claims:
+                issued = claims.get("iat")
+                if type(issued) is not int:
+                    return None
+                claims["exp"] = issued + int(self.lifetime.total_seconds())
+                if claims["exp"] <= datetime.now(UTC).timestamp():
+                    return None
             return UserPayload.model_validate(claims)
         except (jwt.PyJWTError, ValidationError, ValueError, TypeError):
             return None
@@ -118,7 +148,7 @@ class SessionConfig:
     def set_cookie_header(self, user: UserPayload) -> str:
         """A ``Set-Cookie`` value that starts this user's session, as cookie-session writes it."""
         # Written by hand: http.cookies would quote a base64 value ('=' and '/'), and Node keeps the quotes.
-        expires = None if user.exp is None else datetime.fromtimestamp(user.exp, UTC)
+        expires = datetime.fromtimestamp(user.exp, UTC)
         return self._header(self.cookie_value(self.issue_token(user)), expires)
 
     def clear_cookie_header(self) -> str:

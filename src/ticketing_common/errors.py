@@ -11,6 +11,8 @@ The whole tree::
         ├── BadRequestError(message)           400  [{message}]
         ├── NotAuthorizedError()               401  [{"message": "Not authorized"}]
         ├── NotFoundError()                    404  [{"message": "Not Found"}]
+        ├── PayloadTooLargeError(limit)        413  the request body is over the service's limit
+        ├── TooManyRequestsError(retry_after)  429  too many attempts; Retry-After says when to try again
         ├── RequestValidationError(errors)     400  one {message, field} per invalid field
         ├── DatabaseConnectionError()          500  [{"message": "Error connecting to database"}]
         └── VersionConflictError(record)       409  someone else saved the record since it was read
@@ -41,9 +43,11 @@ __all__ = [
     "NotConnectedError",
     "NotFoundError",
     "OutOfOrder",
+    "PayloadTooLargeError",
     "PublishError",
     "RequestValidationError",
     "TicketingError",
+    "TooManyRequestsError",
     "VersionConflictError",
 ]
 
@@ -125,6 +129,10 @@ class CustomError(TicketingError, ABC):
     def serialize_errors(self) -> list[ErrorDetail]:
         """The entries of the response's ``errors`` list."""
 
+    def headers(self) -> dict[str, str]:
+        """Headers the response carries beside the body; none unless the status needs one."""
+        return {}
+
 
 class BadRequestError(CustomError):
     """The request cannot be served as asked (400), e.g. "Email in use"; the client sees the message."""
@@ -164,6 +172,38 @@ class NotFoundError(CustomError):
     def serialize_errors(self) -> list[ErrorDetail]:
         """``[{"message": "Not Found"}]``."""
         return [{"message": "Not Found"}]
+
+
+class PayloadTooLargeError(CustomError):
+    """The request body is larger than the service accepts (413), as Express's body-parser answers."""
+
+    status_code = 413
+
+    def __init__(self, limit: int | None = None) -> None:
+        detail = "" if limit is None else f" (at most {limit} bytes)"
+        super().__init__(f"Request body is too large{detail}")
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "Request body is too large (at most <limit> bytes)"}]``."""
+        return [{"message": str(self)}]
+
+
+class TooManyRequestsError(CustomError):
+    """Too many attempts in the window of a rate limit (429); ``Retry-After`` gives the seconds to wait."""
+
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many attempts, try again later")
+        self.retry_after = max(1, retry_after)
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "Too many attempts, try again later"}]``."""
+        return [{"message": str(self)}]
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After``, in whole seconds (at least 1)."""
+        return {"Retry-After": str(self.retry_after)}
 
 
 class DatabaseConnectionError(CustomError):

@@ -17,7 +17,6 @@ each service; here a service is its models, routes and listeners, and this::
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
 from nats.aio.client import Client
+from pydantic import Field
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
@@ -35,15 +35,41 @@ from ticketing_common._events import Event
 from ticketing_common._listener import BaseListener
 from ticketing_common._outbox import Outbox, OutboxRelay
 from ticketing_common._session import SessionConfig
+from ticketing_common._settings import EnvironmentSettings, InvalidEnvironment, read_environment
 from ticketing_common._streams import ensure_stream
 from ticketing_common.errors import ConfigurationError
-from ticketing_common.fastapi import install_error_handlers, install_session
+from ticketing_common.fastapi import (
+    DEFAULT_MAX_BODY_BYTES,
+    install_body_limit,
+    install_error_handlers,
+    install_session,
+)
 from ticketing_common.sqlalchemy import Database
 
-__all__ = ["Service", "ServiceDep", "ServiceListener", "ServiceSettings", "current_service"]
+__all__ = [
+    "EnvironmentSettings",
+    "Service",
+    "ServiceDep",
+    "ServiceListener",
+    "ServiceSettings",
+    "current_service",
+    "read_environment",
+]
 
 logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=Event)
+
+
+class _ServiceEnvironment(EnvironmentSettings):
+    nats_url: str | None = Field(default=None, validation_alias="NATS_URL")
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int | None = Field(default=None, ge=1, le=65535, validation_alias="PORT")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0, validation_alias="MAX_BODY_BYTES")
+
+
+class _MessagingServiceEnvironment(_ServiceEnvironment):
+    nats_url: str = Field(validation_alias="NATS_URL")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +84,8 @@ class ServiceSettings:
     """The address to listen on: ``HOST``, default 127.0.0.1 (0.0.0.0 in a container)."""
     port: int
     session: SessionConfig
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """The largest request body answered (``MAX_BODY_BYTES``); a larger one gets 413 before it is read."""
 
     @classmethod
     def from_env(
@@ -69,34 +97,35 @@ class ServiceSettings:
         secure_cookies: bool | None = None,
         uses_nats: bool = True,
     ) -> ServiceSettings:
-        """Read the environment; raise ``ConfigurationError`` naming every missing variable at once.
+        """Read the environment (pydantic-settings); raise ``ConfigurationError`` naming every bad variable.
 
         ``DATABASE_URL`` defaults to an SQLite file named after the service in the working directory;
         ``NATS_URL`` is required unless ``uses_nats`` is False. Session cookies are HTTPS-only unless
-        ``secure_cookies`` is False or, when it is not given, ``SECURE_COOKIES`` is ``false`` (plain-HTTP
-        local runs such as the demo).
+        ``secure_cookies`` is False or, when it is not given, ``SECURE_COOKIES`` is false (``false``,
+        ``0``, ``no``, ``off``: plain-HTTP local runs such as the demo); any other non-boolean is an error.
         """
-        env = os.environ if environ is None else environ
-        required = ("JWT_KEY", "NATS_URL") if uses_nats else ("JWT_KEY",)
-        missing = [variable for variable in required if not env.get(variable)]
-        if missing:
-            raise ConfigurationError(f"the {name} service cannot start: set {' and '.join(missing)}")
+        who = f"the {name} service"
+        problems: list[str] = []
+        env = session = None
         try:
-            port = int(env.get("PORT", default_port))
-        except ValueError:
-            raise ConfigurationError(f"PORT must be a number, not {env['PORT']!r}") from None
+            session = SessionConfig.from_env(environ, secure=secure_cookies)
+        except InvalidEnvironment as error:
+            problems += error.problems
+        try:
+            kind = _MessagingServiceEnvironment if uses_nats else _ServiceEnvironment
+            env = read_environment(kind, environ, who=who)
+        except InvalidEnvironment as error:
+            problems += error.problems
+        if problems or env is None or session is None:
+            raise InvalidEnvironment(who, problems)
         return cls(
             name=name,
-            nats_url=env["NATS_URL"] if uses_nats else None,
-            database_url=env.get("DATABASE_URL") or f"sqlite+aiosqlite:///{name}.db",
-            host=env.get("HOST") or "127.0.0.1",
-            port=port,
-            session=SessionConfig.from_env(
-                env,
-                secure=secure_cookies
-                if secure_cookies is not None
-                else env.get("SECURE_COOKIES", "true").lower() not in {"false", "0", "no"},
-            ),
+            nats_url=env.nats_url if uses_nats else None,
+            database_url=env.database_url or f"sqlite+aiosqlite:///{name}.db",
+            host=env.host,
+            port=env.port or default_port,
+            session=session,
+            max_body_bytes=env.max_body_bytes,
         )
 
 
@@ -126,9 +155,10 @@ class Service:
         return self.nats.client
 
     def install(self, app: Starlette) -> None:
-        """Make this the app's service (``ServiceDep``), with error handlers and session settings."""
+        """Make this the app's service (``ServiceDep``), with error handlers, body limit and session."""
         app.state.ticketing_service = self
         install_error_handlers(app)
+        install_body_limit(app, self.settings.max_body_bytes)
         install_session(app, self.settings.session)
 
     @asynccontextmanager

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -13,28 +13,44 @@ from ticketing_common.fastapi import (
     CurrentUser,
     SessionConfigDep,
     clear_session_cookie,
+    error_responses,
     set_session_cookie,
 )
 from ticketing_common.service import Service, ServiceDep, ServiceSettings
 
+from .limits import SignInLimits
 from .models import Base, SignIn, SignUp, User, UserOut
 from .passwords import hash_password_async, verify_password_async
 
 router = APIRouter(prefix="/api/users")
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    """The auth app: a database of users, no NATS (it publishes and hears no event)."""
+def create_app(settings: ServiceSettings, *, limits: SignInLimits | None = None) -> FastAPI:
+    """The auth app: a database of users, no NATS; ``limits`` default to the environment's (README)."""
     service = Service(settings, Base.metadata)
     app = FastAPI(title="auth", lifespan=service.lifespan)
     service.install(app)
+    app.state.sign_in_limits = limits or SignInLimits.from_env()
     app.include_router(router)
     return app
 
 
-@router.post("/signup", status_code=201)
-async def sign_up(body: SignUp, service: ServiceDep, config: SessionConfigDep, response: Response) -> UserOut:
+async def sign_in_limits(request: Request) -> SignInLimits:
+    """The app's limits; counting a hit for the client's address before the body is even read."""
+    limits: SignInLimits = request.app.state.sign_in_limits
+    await limits.per_address.per_address(request)
+    return limits
+
+
+Limits = Annotated[SignInLimits, Depends(sign_in_limits)]
+
+
+@router.post("/signup", status_code=201, responses=error_responses(400, 429))
+async def sign_up(
+    body: SignUp, service: ServiceDep, config: SessionConfigDep, response: Response, limits: Limits
+) -> UserOut:
     """Register a new email and sign it in; 400 "Email in use" for a known one."""
+    limits.per_email.hit(body.email)
     password_hash = await hash_password_async(body.password)
     try:
         async with service.transaction() as session:
@@ -48,9 +64,12 @@ async def sign_up(body: SignUp, service: ServiceDep, config: SessionConfigDep, r
     return UserOut(id=user.id, email=user.email)
 
 
-@router.post("/signin")
-async def sign_in(body: SignIn, service: ServiceDep, config: SessionConfigDep, response: Response) -> UserOut:
+@router.post("/signin", responses=error_responses(400, 429))
+async def sign_in(
+    body: SignIn, service: ServiceDep, config: SessionConfigDep, response: Response, limits: Limits
+) -> UserOut:
     """Sign a registered user in; 400 "Invalid credentials" for an unknown email or a wrong password."""
+    limits.per_email.hit(body.email)
     async with service.database.sessions() as session:
         user = await session.scalar(select(User).where(User.email == body.email))
     stored = user.password_hash if user is not None else _UNKNOWN_USER_HASH

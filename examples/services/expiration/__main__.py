@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
-from ticketing_common import ConfigurationError, NatsWrapper
+from pydantic import Field
+
+from ticketing_common import NatsWrapper
+from ticketing_common.service import EnvironmentSettings, read_environment
 
 from .service import expiration_service
 
 
+class _ExpirationEnvironment(EnvironmentSettings):
+    nats_url: str = Field(validation_alias="NATS_URL")
+
+
 async def main() -> None:
     """Run until a signal closes the connection."""
-    nats_url = os.environ.get("NATS_URL")
-    if not nats_url:
-        raise ConfigurationError("the expiration service cannot start: set NATS_URL")
+    env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
     wrapper = NatsWrapper()
-    async with expiration_service(nats_url, wrapper):
+    async with expiration_service(env.nats_url, wrapper):
         wrapper.install_signal_handlers()
         await wrapper.wait_closed()
 

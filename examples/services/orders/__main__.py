@@ -5,16 +5,22 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import uvicorn
+from pydantic import Field
 
-from ticketing_common.service import ServiceSettings
+from ticketing_common.service import EnvironmentSettings, ServiceSettings, read_environment
 
 from .app import create_app
 
+
+class _OrdersEnvironment(EnvironmentSettings):
+    expiration_window_seconds: float = Field(default=900, gt=0, validation_alias="EXPIRATION_WINDOW_SECONDS")
+
+
 if __name__ == "__main__":
     settings = ServiceSettings.from_env("orders", default_port=3002)
-    window = timedelta(seconds=float(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900")))
+    env = read_environment(_OrdersEnvironment, None, who="the orders service")
+    window = timedelta(seconds=env.expiration_window_seconds)
     uvicorn.run(create_app(settings, expiration_window=window), host=settings.host, port=settings.port)

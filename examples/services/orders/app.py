@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ticketing_common import BadRequestError, NotAuthorizedError, NotFoundError, OrderAction, OrderStatus
-from ticketing_common.fastapi import RequiredUser
+from ticketing_common.fastapi import Identifier, RequiredUser, error_responses
 from ticketing_common.service import Service, ServiceDep, ServiceListener, ServiceSettings
 
 from .listeners import (
@@ -41,7 +41,7 @@ def create_app(settings: ServiceSettings, *, expiration_window: timedelta = DEFA
     return app
 
 
-async def owned_order(order_id: str, user: RequiredUser, service: ServiceDep) -> Order:
+async def owned_order(order_id: Identifier, user: RequiredUser, service: ServiceDep) -> Order:
     """The user's order: 404 if there is none, 401 if it is someone else's."""
     async with service.database.sessions() as session:
         order = await session.get(Order, order_id)
@@ -55,7 +55,7 @@ async def owned_order(order_id: str, user: RequiredUser, service: ServiceDep) ->
 OwnedOrder = Annotated[Order, Depends(owned_order)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(400, 404))
 async def create_order(body: OrderIn, user: RequiredUser, service: ServiceDep, request: Request) -> OrderOut:
     """Reserve a free ticket until the order expires, and announce it (order:created)."""
     async with service.transaction() as session:
@@ -99,7 +99,7 @@ async def show_order(order: OwnedOrder) -> OrderOut:
     return OrderOut.of(order)
 
 
-@router.delete("/{order_id}", status_code=204)
+@router.delete("/{order_id}", status_code=204, responses=error_responses(400))
 async def cancel_order(order: OwnedOrder, service: ServiceDep) -> Response:
     """Cancel the order, releasing its ticket (order:cancelled); cancelling twice changes nothing.
 

@@ -20,6 +20,7 @@ from ticketing_common import (
     OrderStatus,
     next_order_status,
 )
+from ticketing_common.fastapi import Identifier
 from ticketing_common.sqlalchemy import Replica, UtcDateTime, Versioned
 
 ACTIVE = text("status != 'cancelled'")
@@ -97,12 +98,12 @@ class Order(Versioned, Base):
 class OrderIn(BaseModel):
     """The body of POST /api/orders."""
 
-    ticket_id: str = Field(alias="ticketId", max_length=64)
+    ticket_id: Identifier = Field(alias="ticketId")
 
-    @field_validator("ticket_id")
+    @field_validator("ticket_id", mode="before")
     @classmethod
-    def _ticket_id_required(cls, ticket_id: str) -> str:
-        if not ticket_id.strip():
+    def _ticket_id_required(cls, ticket_id: object) -> object:
+        if isinstance(ticket_id, str) and not ticket_id.strip():
             raise ValueError("TicketId must be provided")
         return ticket_id
 

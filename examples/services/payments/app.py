@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from ticketing_common import (
     OrderStatus,
     next_order_status,
 )
-from ticketing_common.fastapi import RequiredUser
+from ticketing_common.fastapi import MAX_PRICE, MIN_PRICE, RequiredUser, error_responses, price_cents
 from ticketing_common.service import Service, ServiceDep, ServiceListener, ServiceSettings
 
 from .gateway import PaymentGateway, gateway_from_env
@@ -32,15 +31,16 @@ from .refunds import refund_if_cancelled
 
 CURRENCY = "usd"
 ALREADY_PAID = "Order has already been paid"
-CANCELLED = "Cannot pay for an cancelled order"  # the original's words
+CANCELLED = "Cannot pay for a cancelled order"
 EXPIRED = "Cannot pay for an expired order"
+OUT_OF_RANGE = f"Cannot charge this order: its price must be from {MIN_PRICE:.2f} to {MAX_PRICE:.2f}"
 router = APIRouter(prefix="/api/payments")
 logger = logging.getLogger(__name__)
 
 
 def create_app(settings: ServiceSettings, *, gateway: PaymentGateway | None = None) -> FastAPI:
     """The payments app; ``gateway`` defaults to Stripe with ``STRIPE_KEY``, else the fake gateway."""
-    chosen = gateway if gateway is not None else gateway_from_env(os.environ)
+    chosen = gateway if gateway is not None else gateway_from_env()
     listeners: list[Callable[[Service], ServiceListener[Any]]] = [
         OrderCreatedListener,
         partial(OrderCancelledListener, gateway=chosen),
@@ -64,14 +64,20 @@ def create_app(settings: ServiceSettings, *, gateway: PaymentGateway | None = No
 
 
 def payable(order: Order) -> None:
-    """Refuse (400) an order that is cancelled, or whose time to pay has run out, as payments knows it."""
+    """Refuse (400) an order that is cancelled, whose time to pay has run out, or the gateway cannot charge.
+
+    The tickets service only sells prices Stripe can charge; an order made from another seller (a Node
+    tickets service, data from before the limits) may still carry one it cannot.
+    """
     if next_order_status(order.status, OrderAction.PAY) is not OrderStatus.COMPLETE:
         raise BadRequestError(CANCELLED)
     if order.expires_at <= datetime.now(UTC):
         raise BadRequestError(EXPIRED)
+    if not price_cents(MIN_PRICE) <= order.amount_cents() <= price_cents(MAX_PRICE):
+        raise BadRequestError(OUT_OF_RANGE)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(400, 404))
 async def pay(body: PaymentIn, user: RequiredUser, service: ServiceDep, request: Request) -> PaymentOut:
     """Charge the user's open order once, save the payment and announce it (payment:created).
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import stripe
+from pydantic import Field, HttpUrl
 
 from ticketing_common import BadRequestError
+from ticketing_common.service import EnvironmentSettings, read_environment
 
 logger = logging.getLogger(__name__)
 
@@ -132,13 +134,19 @@ class StripeGateway:
         return refund.id
 
 
-def gateway_from_env(environ: Mapping[str, str]) -> PaymentGateway:
+class _StripeEnvironment(EnvironmentSettings):
+    key: str | None = Field(default=None, validation_alias="STRIPE_KEY")
+    api_base: HttpUrl | None = Field(default=None, validation_alias="STRIPE_API_BASE")
+
+
+def gateway_from_env(environ: Mapping[str, str] | None = None) -> PaymentGateway:
     """Stripe with ``STRIPE_KEY`` (at ``STRIPE_API_BASE`` if set); else the fake gateway, said in the log.
 
     ``STRIPE_API_BASE`` points the client at another server speaking Stripe's API, such as stripe-mock.
     """
-    key = environ.get("STRIPE_KEY")
-    if key:
-        return StripeGateway(key, api_base=environ.get("STRIPE_API_BASE") or None)
+    env = read_environment(_StripeEnvironment, environ, who="the payments service")
+    if env.key:
+        api_base = str(env.api_base).rstrip("/") if env.api_base is not None else None
+        return StripeGateway(env.key, api_base=api_base)
     logger.warning("STRIPE_KEY is not set: payments use the fake gateway (only %s pays)", TEST_TOKEN)
     return FakeGateway()

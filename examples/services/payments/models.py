@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ticketing_common import PaymentCreatedEvent, PaymentRefundedEvent
+from ticketing_common.fastapi import Identifier, PlainText, price_cents
 from ticketing_common.sqlalchemy import Replica, UtcDateTime
 
 
@@ -30,8 +30,8 @@ class Order(Replica, Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     def amount_cents(self) -> int:
-        """The price in cents, rounded as money is (0.1 + 0.2 dollars is 30 cents)."""
-        return int((Decimal(str(self.price)) * 100).quantize(Decimal(1)))
+        """The price in cents, never less than the order shows (0.1 + 0.2 dollars is 30 cents)."""
+        return price_cents(self.price)
 
 
 class Payment(Base):
@@ -61,22 +61,18 @@ class Payment(Base):
 class PaymentIn(BaseModel):
     """The body of POST /api/payments."""
 
-    token: str = Field(max_length=255)
-    order_id: str = Field(alias="orderId", max_length=64)
+    token: PlainText = Field(max_length=255)
+    order_id: Identifier = Field(alias="orderId")
 
-    @field_validator("token")
+    @field_validator("token", "order_id", mode="before")
     @classmethod
-    def _token_given(cls, token: str) -> str:
-        if not token.strip():
-            raise ValueError("Token must be provided")
-        return token
+    def _given(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(_REQUIRED[info.field_name or ""])
+        return value
 
-    @field_validator("order_id")
-    @classmethod
-    def _order_id_given(cls, order_id: str) -> str:
-        if not order_id.strip():
-            raise ValueError("OrderId must be provided")
-        return order_id
+
+_REQUIRED = {"token": "Token must be provided", "order_id": "OrderId must be provided"}
 
 
 class PaymentOut(BaseModel):

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Query, Response
 from sqlalchemy import select
 
 from ticketing_common import BadRequestError, NotAuthorizedError, NotFoundError
-from ticketing_common.fastapi import RequiredUser
+from ticketing_common.fastapi import Identifier, RequiredUser, error_responses
 from ticketing_common.service import Service, ServiceDep, ServiceListener, ServiceSettings
 
 from .listeners import OrderCancelledListener, OrderCreatedListener
 from .models import Base, Ticket, TicketIn, TicketOut
 
 LISTENERS: list[type[ServiceListener[Any]]] = [OrderCreatedListener, OrderCancelledListener]
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 router = APIRouter(prefix="/api/tickets")
+_NEXT_PAGE = {
+    "Link": {
+        "description": 'The next page, `<url>; rel="next"` (RFC 8288), while there is one',
+        "schema": {"type": "string"},
+    }
+}
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -39,16 +47,29 @@ async def create_ticket(body: TicketIn, user: RequiredUser, service: ServiceDep)
     return TicketOut.model_validate(ticket)
 
 
-@router.get("")
-async def list_tickets(service: ServiceDep) -> list[TicketOut]:
-    """The tickets no order holds."""
+@router.get("", responses={200: {"description": "A page of tickets", "headers": _NEXT_PAGE}})
+async def list_tickets(
+    service: ServiceDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Tickets per page")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        Identifier | None, Query(description="Where the page starts: from a Link header")
+    ] = None,
+) -> list[TicketOut]:
+    """The tickets no order holds, in pages of ``limit`` in id order; ``Link`` names the next page."""
+    query = select(Ticket).where(Ticket.order_id.is_(None)).order_by(Ticket.id).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(Ticket.id > cursor)
     async with service.database.sessions() as session:
-        tickets = await session.scalars(select(Ticket).where(Ticket.order_id.is_(None)))
-        return [TicketOut.model_validate(ticket) for ticket in tickets]
+        tickets = list(await session.scalars(query))
+    if len(tickets) > limit:
+        tickets = tickets[:limit]
+        response.headers["Link"] = f'</api/tickets?limit={limit}&cursor={tickets[-1].id}>; rel="next"'
+    return [TicketOut.model_validate(ticket) for ticket in tickets]
 
 
 @router.get("/{ticket_id}")
-async def show_ticket(ticket_id: str, service: ServiceDep) -> TicketOut:
+async def show_ticket(ticket_id: Identifier, service: ServiceDep) -> TicketOut:
     """One ticket, or 404."""
     async with service.database.sessions() as session:
         ticket = await session.get(Ticket, ticket_id)
@@ -57,8 +78,10 @@ async def show_ticket(ticket_id: str, service: ServiceDep) -> TicketOut:
     return TicketOut.model_validate(ticket)
 
 
-@router.put("/{ticket_id}")
-async def update_ticket(ticket_id: str, body: TicketIn, user: RequiredUser, service: ServiceDep) -> TicketOut:
+@router.put("/{ticket_id}", responses=error_responses(400))
+async def update_ticket(
+    ticket_id: Identifier, body: TicketIn, user: RequiredUser, service: ServiceDep
+) -> TicketOut:
     """Change the owner's unreserved ticket and announce it (ticket:updated).
 
     An edit that races an order the tickets service has not heard of yet is answered 200 and then

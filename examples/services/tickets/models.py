@@ -9,6 +9,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ticketing_common import TicketCreatedEvent, TicketUpdatedEvent
+from ticketing_common.fastapi import PlainText, Price
 from ticketing_common.sqlalchemy import Versioned
 
 
@@ -56,22 +57,15 @@ class CancelledOrder(Base):
 class TicketIn(BaseModel):
     """The body of POST and PUT /api/tickets, with the original's messages."""
 
-    title: str = Field(max_length=200)
-    price: float
+    title: PlainText = Field(max_length=200)
+    price: Price
 
-    @field_validator("title")
+    @field_validator("title", mode="before")
     @classmethod
-    def _title_required(cls, title: str) -> str:
-        if not title.strip():
+    def _title_required(cls, title: object) -> object:
+        if isinstance(title, str) and not title.strip():
             raise ValueError("Title is required")
         return title
-
-    @field_validator("price")
-    @classmethod
-    def _price_positive(cls, price: float) -> float:
-        if not price > 0:
-            raise ValueError("Price must be greater than 0")
-        return price
 
 
 class TicketOut(BaseModel):
