@@ -12,8 +12,9 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, Field
 
-# C0, DEL and C1 controls: PostgreSQL refuses NUL outright, and none belongs in a title, an id or a token.
-_CONTROLS = r"\x00-\x1f\x7f-\x9f"
+CONTROL_CHARACTERS: Final = r"\x00-\x1f\x7f-\x9f"
+"""C0, DEL and C1, as the inside of a regex class: PostgreSQL refuses NUL, and none belongs in stored text."""
+_CONTROLS = CONTROL_CHARACTERS
 TEXT_PATTERN: Final = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
 """Some text that is not only spaces, without a control character."""
 IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"

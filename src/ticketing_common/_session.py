@@ -23,6 +23,7 @@ from email.utils import format_datetime
 import jwt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ticketing_common._input import CONTROL_CHARACTERS
 from ticketing_common._settings import EnvironmentSettings, read_environment
 from ticketing_common.errors import ConfigurationError
 
@@ -32,7 +33,7 @@ _ALGORITHM = "HS256"
 # RFC 6265 cookie-name token characters; ':' included, as "express:sess" needs it.
 _COOKIE_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~:0-9A-Za-z]+$")
 # A claim a database will store or compare: some text, and no control character (PostgreSQL refuses NUL).
-_CLAIM = r"^[^\x00-\x1f\x7f-\x9f]+$"
+_CLAIM = rf"^[^{CONTROL_CHARACTERS}]+$"
 
 
 class UserPayload(BaseModel):

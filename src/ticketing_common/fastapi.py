@@ -41,7 +41,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ticketing_common._input import MAX_PRICE, MIN_PRICE, Identifier, PlainText, Price, price_cents
+from ticketing_common._input import (
+    CONTROL_CHARACTERS,
+    MAX_PRICE,
+    MIN_PRICE,
+    Identifier,
+    PlainText,
+    Price,
+    price_cents,
+)
 from ticketing_common._openapi import error_responses, install_openapi
 from ticketing_common._rate_limit import RateLimit, RateLimitSpec
 from ticketing_common._session import COOKIE_NAME, SessionConfig, UserPayload
@@ -54,6 +62,7 @@ from ticketing_common.errors import (
 )
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "DEFAULT_MAX_BODY_BYTES",
     "MAX_PRICE",
     "MIN_PRICE",

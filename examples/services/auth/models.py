@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ticketing_common.fastapi import PlainText
+from ticketing_common.fastapi import CONTROL_CHARACTERS, PlainText
 
 
 class Base(DeclarativeBase):
@@ -37,7 +37,7 @@ def _valid_email(email: str) -> str:
 
 
 # Whitespace around a password is dropped, as the original's trim(); what is left is checked.
-_CONTROLS = r"\x00-\x1f\x7f-\x9f"
+_CONTROLS = CONTROL_CHARACTERS
 NEW_PASSWORD = rf"^[^\S{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]{{2,18}}[^\s{_CONTROLS}][^\S{_CONTROLS}]*$"
 """4 to 20 characters once trimmed, none of them a control character."""
 
