@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from sqlalchemy import MetaData, func, select
 
 import tickets.app
-from conftest import DatabaseUrl, eventually, ticket
+from conftest import DatabaseUrl, databases_on, eventually, ticket, wait_until
 from services import published, running, settings, signed_in
 from ticketing_common.sqlalchemy import Database, Outbox, OutboxRelay
 from ticketing_common.testing import NatsServer
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 
 async def test_an_event_committed_while_nats_is_down_is_published_when_it_is_back(
@@ -52,6 +57,86 @@ async def test_an_event_committed_while_nats_is_down_is_published_when_it_is_bac
                     return await session.scalar(select(func.count()).select_from(outbox)) == 0
 
             await eventually(outbox_emptied)
+
+
+async def test_writes_answer_promptly_while_nats_is_down_and_each_event_is_published_once(
+    tmp_path: Path,
+) -> None:
+    """20 concurrent POSTs with NATS stopped all answer 201 within 2 s; once it is back each event is stored once."""
+    with NatsServer() as server:
+        app = tickets.app.create_app(settings("tickets", server, tmp_path))
+        async with running(app) as api:
+            server.stop()
+
+            async def create(number: int) -> str:
+                body = {"title": f"gig {number}", "price": 5}
+                response = await api.post("/api/tickets", json=body, headers=signed_in("a"))
+                assert response.status_code == 201, response.text
+                ticket_id: str = response.json()["id"]
+                return ticket_id
+
+            async with asyncio.timeout(2):
+                created = await asyncio.gather(*(create(number) for number in range(20)))
+            server.start()
+            client = await nats.connect(server.url)
+            try:
+                js = client.jetstream()
+
+                async def all_delivered() -> bool:
+                    return len(await published(js, "ticket:created")) >= len(created)
+
+                await eventually(all_delivered, timeout=30)
+                await eventually(lambda: outbox_is_empty(api.service.database, api.service.outbox))
+                stored = [event["id"] for event in await published(js, "ticket:created")]
+                assert sorted(stored) == sorted(created)
+            finally:
+                await client.close()
+
+
+async def outbox_is_empty(database: Database, outbox: Outbox) -> bool:
+    async with database.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(outbox.table)) == 0
+
+
+async def test_three_relays_on_postgresql_never_publish_one_row_twice(
+    nats_client: Client, jetstream: JetStreamContext, postgres_server: PostgresServer
+) -> None:
+    """1,000 rows, three started relays woken together: every row is published exactly once, not 3 times.
+
+    A plain NATS subscription sees every publish, also those JetStream's de-duplication drops; each row's
+    claim (FOR UPDATE SKIP LOCKED) is what keeps the other relays off it.
+    """
+    url = databases_on(postgres_server)("relays")
+    databases = [Database(url) for _ in range(3)]
+    metadata = MetaData()
+    outbox = Outbox(metadata)
+    await databases[0].create_all(metadata)
+    seen: list[str] = []
+
+    async def count(message: Msg) -> None:
+        seen.append(message.headers["Nats-Msg-Id"] if message.headers else "")
+
+    subscription = await nats_client.subscribe("ticket:created", cb=count)
+    async with databases[0].transaction() as session:
+        for number in range(1000):
+            await outbox.add(session, ticket(number))
+    relays = [OutboxRelay(database, outbox, nats_client, batch=50) for database in databases]
+    try:
+        for relay in relays:
+            relay.start()
+        await asyncio.gather(*(relay.flush() for relay in relays))
+        await eventually(lambda: outbox_is_empty(databases[0], outbox), timeout=60)
+        await nats_client.flush()
+        await wait_until(lambda: len(seen) >= 1000)
+        assert len(seen) == 1000
+        assert sorted(seen) == sorted(f"ticket:created:t{number}:0" for number in range(1000))
+        assert len(await published(jetstream, "ticket:created")) == 1000
+    finally:
+        await subscription.unsubscribe()
+        for relay in relays:
+            await relay.close()
+        for database in databases:
+            await database.dispose()
 
 
 async def test_two_relays_on_one_outbox_lose_no_event(

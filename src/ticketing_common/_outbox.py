@@ -5,6 +5,8 @@ is down) after the record is committed: the original's flaw 1. Here the event is
 same transaction as the record, so both are committed or neither is; the relay publishes rows in order,
 with the event's ``Nats-Msg-Id``, and deletes them after the PubAck. A row published twice (a crash between
 PubAck and delete) is de-duplicated by JetStream, and a late duplicate is ignored by replicas' versions.
+Routes never publish themselves: they wake the relay and wait for it a bounded time, so an outage of NATS
+makes them answer late by at most that time, not queue behind each other's publishes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from sqlalchemy import (
@@ -23,6 +26,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     String,
     Table,
     delete,
@@ -74,9 +78,21 @@ class Outbox:
 
 
 class OutboxRelay:
-    """Publishes an outbox's rows in order: on ``flush()`` after a commit, and in the background.
+    """Publishes an outbox's rows: in a background loop, which ``flush()`` wakes after each commit.
 
-    The background loop catches up after NATS was unreachable or the process restarted with rows left.
+    On PostgreSQL each pass claims its rows (``SELECT ... FOR UPDATE SKIP LOCKED``) until it has published
+    and deleted them, so several replicas' relays share the rows instead of each publishing all of them;
+    rows reach the stream in id order within a pass, not across replicas (listeners order by version).
+    SQLite has no row locks: one replica per SQLite file (a second relay's copies are de-duplicated by
+    JetStream within its duplicate window, not beyond).
+
+    Args:
+        poll_interval: seconds between passes when nothing wakes the loop (rows left after an outage).
+        batch: rows per pass and per claim.
+        publish_deadline: seconds one row may take to get its PubAck (retries included) before the pass
+            gives up and leaves it, and those after it, for the next pass.
+        flush_timeout: the longest ``flush()`` waits; a route answers after at most this long when NATS is
+            down, its event safe in the outbox.
     """
 
     def __init__(  # noqa: PLR0913 - the relay's knobs, all keyword-only
@@ -88,68 +104,106 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         batch: int = 100,
         publish_deadline: float = 5.0,
+        flush_timeout: float = 1.0,
     ) -> None:
         self.database = database
         self.outbox = outbox
         self.poll_interval = poll_interval
         self.batch = batch
         self.publish_deadline = publish_deadline
+        self.flush_timeout = flush_timeout
         self._js = client.jetstream()
-        # One publisher at a time keeps the rows' order on the stream.
+        self._claims = database.engine.dialect.name == "postgresql"
+        # One pass at a time in this process keeps its rows' order on the stream.
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # flush() takes a number; a pass that starts after it and ends settles it (and succeeds or not).
+        self._requested = 0
+        self._settled = 0
+        self._succeeded = 0
+        self._progress = asyncio.Condition()
 
     async def publish_pending(self) -> int:
-        """Publish every queued row, oldest first; return how many. Stops at the first failure.
+        """Publish every row not claimed by another relay, oldest first; return how many. Stops at a failure.
 
         Raises:
             PublishError: JetStream did not store a row; it and those after it stay queued.
         """
-        table = self.outbox.table
         published = 0
         async with self._lock:
-            while True:
-                async with self.database.sessions() as session:
-                    query = select(table.c.id, table.c.subject, table.c.msg_id, table.c.data)
-                    rows = (await session.execute(query.order_by(table.c.id).limit(self.batch))).all()
-                if not rows:
-                    return published
-                done: list[tuple[int, str]] = []
-                try:
-                    for row in rows:
-                        await publish_acked(
-                            self._js,
-                            row.subject,
-                            row.data,
-                            msg_id=row.msg_id,
-                            timeout=self.publish_deadline,
-                            deadline=self.publish_deadline,
-                        )
-                        done.append((row.id, row.msg_id))
-                finally:
-                    if done:
-                        # Another replica's relay may have published and deleted these rows already: only
-                        # the rows as read are deleted, never a newer one (in an outbox made before ids
-                        # were kept unique on SQLite, a new row could have one of their ids).
-                        published_rows = tuple_(table.c.id, table.c.msg_id).in_(done)
-                        async with self.database.transaction() as session:
-                            await session.execute(delete(table).where(published_rows))
-                        published += len(done)
+            while rows_done := await self._publish_batch():
+                published += rows_done
+        return published
+
+    async def _publish_batch(self) -> int:
+        table = self.outbox.table
+        query = select(table.c.id, table.c.subject, table.c.msg_id, table.c.data).order_by(table.c.id)
+        query = query.limit(self.batch)
+        done: list[tuple[int, str]] = []
+        if not self._claims:
+            async with self.database.sessions() as session:
+                rows = (await session.execute(query)).all()
+            try:
+                await self._publish(rows, done)
+            finally:
+                if done:
+                    # Another relay on this SQLite file may have deleted these rows and a new row reused
+                    # an id (outboxes made before AUTOINCREMENT): delete the rows as read, never newer.
+                    async with self.database.transaction() as session:
+                        as_read = tuple_(table.c.id, table.c.msg_id).in_(done)
+                        await session.execute(delete(table).where(as_read))
+            return len(done)
+        async with self.database.transaction() as session:
+            rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
+            try:
+                await self._publish(rows, done)
+            finally:
+                # The published rows go even when a later one failed: the claim ends with this transaction.
+                if done:
+                    await session.execute(delete(table).where(table.c.id.in_([row_id for row_id, _ in done])))
+        return len(done)
+
+    async def _publish(self, rows: Sequence[Row[Any]], done: list[tuple[int, str]]) -> None:
+        for row in rows:
+            await publish_acked(
+                self._js,
+                row.subject,
+                row.data,
+                msg_id=row.msg_id,
+                timeout=self.publish_deadline,
+                deadline=self.publish_deadline,
+            )
+            done.append((row.id, row.msg_id))
 
     async def flush(self) -> bool:
-        """Publish what is queued now; False (logged) if JetStream is unreachable and the loop must retry.
+        """Have what is committed now published; False (logged) if it is not in JetStream within the timeout.
 
-        A route calls it after its commit, so that its 201 normally means "the event is in JetStream"; when
-        NATS is down the event is still safe in the outbox and goes out as soon as NATS is back.
+        A route calls it after its commit, so that its 201 normally means "the event is in JetStream". When
+        NATS is down it answers after ``flush_timeout`` at most, without waiting behind other requests: the
+        event is safe in the outbox and goes out as soon as NATS is back. Without a running loop (``start``)
+        it publishes in place.
         """
+        if self._task is None:
+            try:
+                await self.publish_pending()
+            except PublishError as error:
+                logger.warning("outbox: %s; rows stay queued", error)
+                return False
+            return True
+        self._requested += 1
+        ticket = self._requested
+        self._wake.set()
         try:
-            await self.publish_pending()
-        except PublishError as error:
-            logger.warning("outbox: %s; the relay retries in the background", error)
-            self._wake.set()
+            async with asyncio.timeout(self.flush_timeout), self._progress:
+                await self._progress.wait_for(lambda: self._settled >= ticket)
+        except TimeoutError:
+            logger.warning(
+                "outbox: events not in JetStream after %g s; the relay publishes them once it can",
+                self.flush_timeout,
+            )
             return False
-        return True
+        return self._succeeded >= ticket
 
     def start(self) -> None:
         """Start the background loop."""
@@ -166,10 +220,16 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()
+            covers = self._requested
             try:
                 await self.publish_pending()
             except Exception:
                 logger.exception("outbox relay failed; retrying in %.1f s", self.poll_interval)
-            self._wake.clear()
+            else:
+                self._succeeded = covers
+            async with self._progress:
+                self._settled = covers
+                self._progress.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)

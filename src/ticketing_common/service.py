@@ -66,6 +66,7 @@ class _ServiceEnvironment(EnvironmentSettings):
     host: str = Field(default="127.0.0.1", validation_alias="HOST")
     port: int | None = Field(default=None, ge=1, le=65535, validation_alias="PORT")
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0, validation_alias="MAX_BODY_BYTES")
+    flush_timeout: float = Field(default=1.0, gt=0, le=60, validation_alias="OUTBOX_FLUSH_TIMEOUT")
 
 
 class _MessagingServiceEnvironment(_ServiceEnvironment):
@@ -86,6 +87,9 @@ class ServiceSettings:
     session: SessionConfig
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     """The largest request body answered (``MAX_BODY_BYTES``); a larger one gets 413 before it is read."""
+    flush_timeout: float = 1.0
+    """The longest a write waits for its event's PubAck (``OUTBOX_FLUSH_TIMEOUT``, seconds) before it
+    answers anyway, the event safe in the outbox: while NATS is down, writes answer promptly."""
 
     @classmethod
     def from_env(
@@ -126,6 +130,7 @@ class ServiceSettings:
             port=env.port or default_port,
             session=session,
             max_body_bytes=env.max_body_bytes,
+            flush_timeout=env.flush_timeout,
         )
 
 
@@ -178,14 +183,17 @@ class Service:
             self.listeners.clear()
             if self._relay is not None:
                 await self._relay.close()
-                await self._relay.flush()
+                if self.client.is_connected:  # else the rows wait for the next start, not the shutdown
+                    await self._relay.flush()
             await self.nats.close()
             await self.database.dispose()
 
     async def _start_messaging(self, nats_url: str) -> None:
         await self.nats.connect(nats_url, name=f"{self.settings.name}-service")
         await ensure_stream(self.nats.jetstream)
-        self._relay = OutboxRelay(self.database, self.outbox, self.client)
+        self._relay = OutboxRelay(
+            self.database, self.outbox, self.client, flush_timeout=self.settings.flush_timeout
+        )
         self._relay.start()
         for make_listener in self.listener_factories:
             listener = make_listener(self)
