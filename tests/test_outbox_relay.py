@@ -62,7 +62,7 @@ async def test_an_event_committed_while_nats_is_down_is_published_when_it_is_bac
 async def test_writes_answer_promptly_while_nats_is_down_and_each_event_is_published_once(
     tmp_path: Path,
 ) -> None:
-    """20 concurrent POSTs with NATS stopped all answer 201 within 2 s; once it is back each event is stored once."""
+    """20 POSTs at once with NATS stopped all get 201 within 2 s; then each event is stored once."""
     with NatsServer() as server:
         app = tickets.app.create_app(settings("tickets", server, tmp_path))
         async with running(app) as api:

@@ -13,6 +13,7 @@ import ticketing_common.fastapi
 import ticketing_common.service
 import ticketing_common.sqlalchemy
 import ticketing_common.testing
+import ticketing_common.uvicorn
 import ticketing_common.versioning
 
 
@@ -32,6 +33,7 @@ def test_public_modules_export_what_they_define() -> None:
         ticketing_common.service,
         ticketing_common.sqlalchemy,
         ticketing_common.testing,
+        ticketing_common.uvicorn,
         ticketing_common.versioning,
     )
     for module in modules:
@@ -49,7 +51,7 @@ def test_the_core_import_stays_light() -> None:
     """Importing the package loads neither pytest (the testing extra) nor the fastapi extra."""
     code = (
         "import sys, ticketing_common; "
-        "print(sorted({'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy'} & set(sys.modules)))"
+        "print(sorted({'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     assert result.stdout.strip() == "[]"

@@ -21,6 +21,7 @@ from ticketing_common._events import (
 from ticketing_common._listener import BaseListener
 from ticketing_common._order_lifecycle import OrderAction, next_order_status
 from ticketing_common._publisher import BasePublisher
+from ticketing_common._signals import run_until_stopped
 from ticketing_common._streams import (
     DEAD_LETTERS_STREAM,
     EVENTS_STREAM,
@@ -89,4 +90,5 @@ __all__ = [
     "ensure_stream",
     "nats_wrapper",
     "next_order_status",
+    "run_until_stopped",
 ]

@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client
 from sqlalchemy import (
@@ -26,7 +26,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
-    Row,
     String,
     Table,
     delete,
@@ -164,17 +163,19 @@ class OutboxRelay:
                     await session.execute(delete(table).where(table.c.id.in_([row_id for row_id, _ in done])))
         return len(done)
 
-    async def _publish(self, rows: Sequence[Row[Any]], done: list[tuple[int, str]]) -> None:
-        for row in rows:
+    async def _publish(
+        self, rows: Sequence[tuple[int, str, str, bytes]], done: list[tuple[int, str]]
+    ) -> None:
+        for row_id, subject, msg_id, data in rows:
             await publish_acked(
                 self._js,
-                row.subject,
-                row.data,
-                msg_id=row.msg_id,
+                subject,
+                data,
+                msg_id=msg_id,
                 timeout=self.publish_deadline,
                 deadline=self.publish_deadline,
             )
-            done.append((row.id, row.msg_id))
+            done.append((row_id, msg_id))
 
     async def flush(self) -> bool:
         """Have what is committed now published; False (logged) if it is not in JetStream within the timeout.

@@ -169,8 +169,8 @@ class Service:
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         """Start everything, serve, then stop listeners, relay, NATS (drained) and database, in that order."""
-        await self.database.create_all(self.metadata)
         try:
+            await self.database.create_all(self.metadata)
             if self.settings.nats_url is not None:
                 await self._start_messaging(self.settings.nats_url)
             elif self.listener_factories:
@@ -185,6 +185,7 @@ class Service:
                 await self._relay.close()
                 if self.client.is_connected:  # else the rows wait for the next start, not the shutdown
                     await self._relay.flush()
+                self._relay = None
             await self.nats.close()
             await self.database.dispose()
 

@@ -1,6 +1,7 @@
 """Run the expiration service: ``python -m expiration`` from examples/services, with ``NATS_URL`` set.
 
-It stops (drains) on SIGINT or SIGTERM.
+SIGINT or SIGTERM stops it at any moment, also while it waits for NATS at start-up: the listeners stop
+and the connection drains.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 
 from pydantic import Field
 
-from ticketing_common import NatsWrapper
+from ticketing_common import run_until_stopped
 from ticketing_common.service import EnvironmentSettings, read_environment
 
 from .service import expiration_service
@@ -21,14 +22,12 @@ class _ExpirationEnvironment(EnvironmentSettings):
 
 
 async def main() -> None:
-    """Run until a signal closes the connection."""
+    """Serve until cancelled (by a signal, through ``run_until_stopped``)."""
     env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
-    wrapper = NatsWrapper()
-    async with expiration_service(env.nats_url, wrapper):
-        wrapper.install_signal_handlers()
-        await wrapper.wait_closed()
+    async with expiration_service(env.nats_url):
+        await asyncio.Future()  # until cancelled
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(main())
+    raise SystemExit(run_until_stopped(main))

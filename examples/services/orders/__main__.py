@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import uvicorn
 from pydantic import Field
 
 from ticketing_common.service import EnvironmentSettings, ServiceSettings, read_environment
+from ticketing_common.uvicorn import serve
 
 from .app import create_app
 
@@ -23,4 +23,5 @@ if __name__ == "__main__":
     settings = ServiceSettings.from_env("orders", default_port=3002)
     env = read_environment(_OrdersEnvironment, None, who="the orders service")
     window = timedelta(seconds=env.expiration_window_seconds)
-    uvicorn.run(create_app(settings, expiration_window=window), host=settings.host, port=settings.port)
+    app = create_app(settings, expiration_window=window)
+    raise SystemExit(serve(app, host=settings.host, port=settings.port))

@@ -6,12 +6,11 @@ only the test token ``tok_visa``.
 
 from __future__ import annotations
 
-import uvicorn
-
 from ticketing_common.service import ServiceSettings
+from ticketing_common.uvicorn import serve
 
 from .app import create_app
 
 if __name__ == "__main__":
     settings = ServiceSettings.from_env("payments", default_port=3003)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    raise SystemExit(serve(create_app(settings), host=settings.host, port=settings.port))

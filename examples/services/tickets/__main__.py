@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from ticketing_common.service import ServiceSettings
+from ticketing_common.uvicorn import serve
 
 from .app import create_app
 
 if __name__ == "__main__":
     settings = ServiceSettings.from_env("tickets", default_port=3001)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    raise SystemExit(serve(create_app(settings), host=settings.host, port=settings.port))
