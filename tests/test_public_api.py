@@ -8,6 +8,7 @@ import sys
 
 import ticketing_common
 import ticketing_common.contracts
+import ticketing_common.deadletters
 import ticketing_common.errors
 import ticketing_common.fastapi
 import ticketing_common.service
@@ -28,6 +29,7 @@ def test_public_modules_export_what_they_define() -> None:
     """Each public module names its exports in a sorted __all__, and each exists."""
     modules = (
         ticketing_common.contracts,
+        ticketing_common.deadletters,
         ticketing_common.errors,
         ticketing_common.fastapi,
         ticketing_common.service,
