@@ -140,3 +140,15 @@ def test_each_dockerfile_runs_its_service_unprivileged(name: str) -> None:
     assert f"COPY examples/services/{name}/ ./{name}/" in dockerfile
     assert f'CMD ["python", "-m", "{name}"]' in dockerfile
     assert re.search(r"^USER [1-9]\d*$", dockerfile, re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", ["auth", "tickets", "orders", "payments"])
+def test_the_schema_is_migrated_before_the_service_starts(name: str) -> None:
+    """An init container of the service's image runs ``migrate`` on the service's own DATABASE_URL."""
+    spec = of_kind("Deployment")[f"{name}-depl"]["spec"]["template"]["spec"]
+    [init] = spec["initContainers"]
+    assert init["image"] == container(name)["image"]
+    assert init["command"] == ["python", "-m", name, "migrate"]
+    [database] = [variable for variable in container(name)["env"] if variable["name"] == "DATABASE_URL"]
+    assert init["env"] == [database]
+    assert (SERVICES / name / "migrations" / "versions").is_dir()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import ticketing_common
+import ticketing_common.alembic
 import ticketing_common.contracts
 import ticketing_common.deadletters
 import ticketing_common.errors
@@ -28,6 +29,7 @@ def test_all_is_sorted_and_complete() -> None:
 def test_public_modules_export_what_they_define() -> None:
     """Each public module names its exports in a sorted __all__, and each exists."""
     modules = (
+        ticketing_common.alembic,
         ticketing_common.contracts,
         ticketing_common.deadletters,
         ticketing_common.errors,
@@ -53,7 +55,8 @@ def test_the_core_import_stays_light() -> None:
     """Importing the package loads neither pytest (the testing extra) nor the fastapi extra."""
     code = (
         "import sys, ticketing_common; "
-        "print(sorted({'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn'} & set(sys.modules)))"
+        "extras = {'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn', 'alembic'}; "
+        "print(sorted(extras & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603
     assert result.stdout.strip() == "[]"

@@ -72,6 +72,7 @@ def running(  # noqa: PLR0913 - what a set of services needs, all keyword-only b
     }
     shared.pop("STRIPE_KEY", None)  # the fake gateway, whatever the shell has, unless env says otherwise
     shared.update(env or {})
+    migrate({instance.service for instance in instances}, shared, database_url, logs)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     urls: dict[str, str] = {}
     try:
@@ -98,6 +99,30 @@ def running(  # noqa: PLR0913 - what a set of services needs, all keyword-only b
             except subprocess.TimeoutExpired:
                 print(f"{name} did not stop in 10 s: killed", file=sys.stderr)
                 process.kill()
+
+
+def migrate(
+    services: set[str], env: Mapping[str, str], database_url: Callable[[str], str], logs: Path
+) -> None:
+    """Upgrade each service's database to its newest revision (``python -m <service> migrate``), at once.
+
+    Raises:
+        RuntimeError: a migration failed; its log is in the message.
+    """
+    started = {}
+    for service in sorted(services & set(HTTP_SERVICES)):  # expiration has no database
+        with (logs / f"{service}-migrate.log").open("wb") as log:
+            started[service] = subprocess.Popen(  # noqa: S603 - our interpreter and our modules
+                [sys.executable, "-m", service, "migrate"],
+                cwd=SERVICES_DIR,
+                env={**env, "DATABASE_URL": database_url(service)},
+                stdout=log,
+                stderr=log,
+            )
+    for service, process in started.items():
+        if process.wait(timeout=120) != 0:
+            output = (logs / f"{service}-migrate.log").read_text()
+            raise RuntimeError(f"python -m {service} migrate failed:\n{output}")
 
 
 def wait_until_answering(urls: Mapping[str, str], timeout: float = 30.0) -> None:

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends
@@ -53,6 +54,7 @@ __all__ = [
     "ServiceListener",
     "ServiceSettings",
     "current_service",
+    "database_url_from_env",
     "read_environment",
 ]
 
@@ -125,13 +127,24 @@ class ServiceSettings:
         return cls(
             name=name,
             nats_url=env.nats_url if uses_nats else None,
-            database_url=env.database_url or f"sqlite+aiosqlite:///{name}.db",
+            database_url=env.database_url or default_database_url(name),
             host=env.host,
             port=env.port or default_port,
             session=session,
             max_body_bytes=env.max_body_bytes,
             flush_timeout=env.flush_timeout,
         )
+
+
+def default_database_url(name: str) -> str:
+    """The database of a service without ``DATABASE_URL``: an SQLite file named after it, here."""
+    return f"sqlite+aiosqlite:///{name}.db"
+
+
+def database_url_from_env(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL``, or the default of the service ``name``: all its ``migrate`` command needs."""
+    env = read_environment(_ServiceEnvironment, environ, who=f"the {name} service")
+    return env.database_url or default_database_url(name)
 
 
 class Service:
@@ -143,6 +156,7 @@ class Service:
         metadata: MetaData,
         *,
         listeners: Sequence[Callable[[Service], ServiceListener[Any]]] = (),
+        migrations: str | Path | None = None,
     ) -> None:
         self.settings = settings
         self.metadata = metadata
@@ -152,6 +166,9 @@ class Service:
         self.listener_factories = listeners
         """Listener classes, or callables that make a listener of this service (a ``functools.partial``)."""
         self.listeners: list[ServiceListener[Any]] = []
+        self.migrations = migrations
+        """The service's Alembic revisions, applied up to the newest at start-up (extra ``[alembic]``);
+        None creates the missing tables instead, which cannot change an existing one."""
         self._relay: OutboxRelay | None = None
 
     @property
@@ -170,7 +187,7 @@ class Service:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         """Start everything, serve, then stop listeners, relay, NATS (drained) and database, in that order."""
         try:
-            await self.database.create_all(self.metadata)
+            await self._prepare_database()
             if self.settings.nats_url is not None:
                 await self._start_messaging(self.settings.nats_url)
             elif self.listener_factories:
@@ -188,6 +205,14 @@ class Service:
                 self._relay = None
             await self.nats.close()
             await self.database.dispose()
+
+    async def _prepare_database(self) -> None:
+        if self.migrations is None:
+            await self.database.create_all(self.metadata)
+            return
+        from ticketing_common.alembic import upgrade  # noqa: PLC0415 - the [alembic] extra, only if used
+
+        await upgrade(self.database, self.migrations)
 
     async def _start_messaging(self, nats_url: str) -> None:
         await self.nats.connect(nats_url, name=f"{self.settings.name}-service")

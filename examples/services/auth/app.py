@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -22,12 +23,15 @@ from .limits import SignInLimits
 from .models import Base, SignIn, SignUp, User, UserOut
 from .passwords import hash_password_async, verify_password_async
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+"""The Alembic revisions of this service's database (``python -m auth migrate``)."""
+
 router = APIRouter(prefix="/api/users")
 
 
 def create_app(settings: ServiceSettings, *, limits: SignInLimits | None = None) -> FastAPI:
     """The auth app: a database of users, no NATS; ``limits`` default to the environment's (README)."""
-    service = Service(settings, Base.metadata)
+    service = Service(settings, Base.metadata, migrations=MIGRATIONS)
     app = FastAPI(title="auth", lifespan=service.lifespan)
     service.install(app)
     app.state.sign_in_limits = limits or SignInLimits.from_env()

@@ -5,14 +5,21 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 from pydantic import Field
 
-from ticketing_common.service import EnvironmentSettings, ServiceSettings, read_environment
+from ticketing_common.alembic import command_line
+from ticketing_common.service import (
+    EnvironmentSettings,
+    ServiceSettings,
+    database_url_from_env,
+    read_environment,
+)
 from ticketing_common.uvicorn import serve
 
-from .app import create_app
+from .app import MIGRATIONS, create_app
 
 
 class _OrdersEnvironment(EnvironmentSettings):
@@ -20,6 +27,8 @@ class _OrdersEnvironment(EnvironmentSettings):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:]:  # migrate, revision, check: they need only the database
+        raise SystemExit(command_line(MIGRATIONS, database_url_from_env("orders"), sys.argv[1:]))
     settings = ServiceSettings.from_env("orders", default_port=3002)
     env = read_environment(_OrdersEnvironment, None, who="the orders service")
     window = timedelta(seconds=env.expiration_window_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -21,6 +22,9 @@ from .listeners import (
 )
 from .models import Base, Order, OrderIn, OrderOut, Ticket
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+"""The Alembic revisions of this service's database (``python -m orders migrate``)."""
+
 DEFAULT_WINDOW = timedelta(minutes=15)
 LISTENERS: list[type[ServiceListener[Any]]] = [
     TicketCreatedListener,
@@ -33,7 +37,7 @@ router = APIRouter(prefix="/api/orders")
 
 def create_app(settings: ServiceSettings, *, expiration_window: timedelta = DEFAULT_WINDOW) -> FastAPI:
     """The orders app; an order not paid within ``expiration_window`` expires."""
-    service = Service(settings, Base.metadata, listeners=LISTENERS)
+    service = Service(settings, Base.metadata, listeners=LISTENERS, migrations=MIGRATIONS)
     app = FastAPI(title="orders", lifespan=service.lifespan)
     service.install(app)
     app.state.expiration_window = expiration_window

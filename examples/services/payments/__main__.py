@@ -6,11 +6,16 @@ only the test token ``tok_visa``.
 
 from __future__ import annotations
 
-from ticketing_common.service import ServiceSettings
+import sys
+
+from ticketing_common.alembic import command_line
+from ticketing_common.service import ServiceSettings, database_url_from_env
 from ticketing_common.uvicorn import serve
 
-from .app import create_app
+from .app import MIGRATIONS, create_app
 
 if __name__ == "__main__":
+    if sys.argv[1:]:  # migrate, revision, check: they need only the database
+        raise SystemExit(command_line(MIGRATIONS, database_url_from_env("payments"), sys.argv[1:]))
     settings = ServiceSettings.from_env("payments", default_port=3003)
     raise SystemExit(serve(create_app(settings), host=settings.host, port=settings.port))

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -29,6 +30,9 @@ from .listeners import OrderCancelledListener, OrderCreatedListener, PaymentCrea
 from .models import Base, Order, Payment, PaymentIn, PaymentOut
 from .refunds import refund_if_cancelled
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+"""The Alembic revisions of this service's database (``python -m payments migrate``)."""
+
 CURRENCY = "usd"
 ALREADY_PAID = "Order has already been paid"
 CANCELLED = "Cannot pay for a cancelled order"
@@ -46,7 +50,7 @@ def create_app(settings: ServiceSettings, *, gateway: PaymentGateway | None = No
         partial(OrderCancelledListener, gateway=chosen),
         partial(PaymentCreatedListener, gateway=chosen),
     ]
-    service = Service(settings, Base.metadata, listeners=listeners)
+    service = Service(settings, Base.metadata, listeners=listeners, migrations=MIGRATIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Response
@@ -13,6 +14,9 @@ from ticketing_common.service import Service, ServiceDep, ServiceListener, Servi
 
 from .listeners import OrderCancelledListener, OrderCreatedListener
 from .models import Base, Ticket, TicketIn, TicketOut
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+"""The Alembic revisions of this service's database (``python -m tickets migrate``)."""
 
 LISTENERS: list[type[ServiceListener[Any]]] = [OrderCreatedListener, OrderCancelledListener]
 DEFAULT_PAGE = 50
@@ -28,7 +32,7 @@ _NEXT_PAGE = {
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The tickets app; NATS, database and listeners start with its lifespan."""
-    service = Service(settings, Base.metadata, listeners=LISTENERS)
+    service = Service(settings, Base.metadata, listeners=LISTENERS, migrations=MIGRATIONS)
     app = FastAPI(title="tickets", lifespan=service.lifespan)
     service.install(app)
     app.include_router(router)
