@@ -7,7 +7,7 @@ import nox
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck", "contracts"]
+nox.options.sessions = ["tests", "faults", "lint", "typecheck", "contracts"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TYPED_PATHS = ["src", "examples", "typing_tests", "benchmarks", "tests", "scripts", "noxfile.py"]
@@ -25,6 +25,13 @@ def tests(session: nox.Session) -> None:
     """Run the test suite against real nats-servers started by the package's pytest plugin."""
     install(session, "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Kill -9 nodes of a three-node JetStream cluster and a listener; print what was lost (nothing)."""
+    install(session, "test")
+    session.run("pytest", "-m", "faults", "-p", "no:randomly", *session.posargs)
 
 
 @nox.session

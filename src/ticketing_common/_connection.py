@@ -66,11 +66,16 @@ class NatsWrapper:
     async def connect(self, servers: str | list[str] = "nats://127.0.0.1:4222", **options: Any) -> Client:  # noqa: ANN401 - nats-py's own options, passed through
         """Connect to NATS; every nats-py option passes through (auth, TLS, name, reconnect settings).
 
+        ``servers`` is a URL, several comma-separated (a cluster's nodes, as ``NATS_URL`` may give them),
+        or a list of them.
+
         Unless told otherwise it reconnects forever, logging each disconnect and reconnect: a service
         outlives a restart of its NATS server.
         """
         if self.is_connected:
             raise RuntimeError("nats_wrapper is already connected; close() it first")
+        if isinstance(servers, str):  # NATS_URL may list a cluster's nodes, comma-separated
+            servers = [url.strip() for url in servers.split(",") if url.strip()]
         options.setdefault("max_reconnect_attempts", -1)
         options.setdefault("connect_timeout", 2)
         options.setdefault("reconnect_time_wait", 0.5)

@@ -20,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from ticketing_common._binding import bind_event_type
 from ticketing_common._deadletter import send_to_dead_letters
 from ticketing_common._events import Event
+from ticketing_common._jetstream import RIDE_OUT_DEADLINE
 from ticketing_common._pull import ContinuousPull
 from ticketing_common._streams import EVENTS_STREAM
 from ticketing_common._subjects import Subjects
@@ -93,7 +94,7 @@ class BaseListener(abc.ABC, Generic[E]):
     max_redelivery_delay: ClassVar[float] = 60.0
     out_of_order_delay: ClassVar[float] = 0.05
     stream: ClassVar[str] = EVENTS_STREAM
-    dead_letter_deadline: ClassVar[float] = 10.0
+    dead_letter_deadline: ClassVar[float] = RIDE_OUT_DEADLINE
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

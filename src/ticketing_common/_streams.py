@@ -8,6 +8,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
 
+from ticketing_common._jetstream import RIDE_OUT_DEADLINE, ride_out
 from ticketing_common._subjects import Subjects
 
 EVENTS_STREAM = "TICKETING"
@@ -43,6 +44,7 @@ async def ensure_stream(  # noqa: PLR0913 - each knob is one stream setting an o
     storage: StorageType = StorageType.FILE,
     max_age: float | None = None,
     dead_letter_max_age: float | None = None,
+    deadline: float = RIDE_OUT_DEADLINE,
 ) -> Streams:
     """Create, or update to this configuration, the streams the ticketing events need. Idempotent.
 
@@ -56,6 +58,7 @@ async def ensure_stream(  # noqa: PLR0913 - each knob is one stream setting an o
         max_age: seconds an event is kept; None keeps events until limits are changed, which lets a new
             service replay the whole history, as the original's "deliver all available" expects.
         dead_letter_max_age: seconds a dead letter is kept; None keeps them until inspected and purged.
+        deadline: seconds to retry while JetStream does not answer (a cluster electing its leaders).
     """
     events = StreamConfig(
         name=EVENTS_STREAM,
@@ -82,14 +85,19 @@ async def ensure_stream(  # noqa: PLR0913 - each knob is one stream setting an o
         max_age=dead_letter_max_age,
     )
     return Streams(
-        events=await _create_or_update(js, events), dead_letters=await _create_or_update(js, dead_letters)
+        events=await _create_or_update(js, events, deadline),
+        dead_letters=await _create_or_update(js, dead_letters, deadline),
     )
 
 
-async def _create_or_update(js: JetStreamContext, config: StreamConfig) -> StreamInfo:
-    try:
-        return await js.add_stream(config)
-    except nats.js.errors.BadRequestError as error:
-        if error.err_code != _STREAM_NAME_IN_USE:
-            raise
-    return await js.update_stream(config)
+async def _create_or_update(js: JetStreamContext, config: StreamConfig, deadline: float) -> StreamInfo:
+    async def create_or_update() -> StreamInfo:
+        try:
+            return await js.add_stream(config)
+        except nats.js.errors.BadRequestError as error:
+            if error.err_code != _STREAM_NAME_IN_USE:
+                raise
+        return await js.update_stream(config)
+
+    # A service that starts while the cluster elects a leader waits for it instead of failing to start.
+    return await ride_out(create_or_update, deadline=deadline, what=f"making stream {config.name}")

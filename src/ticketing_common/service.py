@@ -69,6 +69,7 @@ class _ServiceEnvironment(EnvironmentSettings):
     port: int | None = Field(default=None, ge=1, le=65535, validation_alias="PORT")
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=0, validation_alias="MAX_BODY_BYTES")
     flush_timeout: float = Field(default=1.0, gt=0, le=60, validation_alias="OUTBOX_FLUSH_TIMEOUT")
+    stream_replicas: int = Field(default=1, ge=1, le=5, validation_alias="NATS_STREAM_REPLICAS")
 
 
 class _MessagingServiceEnvironment(_ServiceEnvironment):
@@ -92,6 +93,8 @@ class ServiceSettings:
     flush_timeout: float = 1.0
     """The longest a write waits for its event's PubAck (``OUTBOX_FLUSH_TIMEOUT``, seconds) before it
     answers anyway, the event safe in the outbox: while NATS is down, writes answer promptly."""
+    stream_replicas: int = 1
+    """Copies of each event the streams keep (``NATS_STREAM_REPLICAS``): 3 on a three-node cluster."""
 
     @classmethod
     def from_env(
@@ -133,6 +136,7 @@ class ServiceSettings:
             session=session,
             max_body_bytes=env.max_body_bytes,
             flush_timeout=env.flush_timeout,
+            stream_replicas=env.stream_replicas,
         )
 
 
@@ -216,7 +220,7 @@ class Service:
 
     async def _start_messaging(self, nats_url: str) -> None:
         await self.nats.connect(nats_url, name=f"{self.settings.name}-service")
-        await ensure_stream(self.nats.jetstream)
+        await ensure_stream(self.nats.jetstream, replicas=self.settings.stream_replicas)
         self._relay = OutboxRelay(
             self.database, self.outbox, self.client, flush_timeout=self.settings.flush_timeout
         )

@@ -19,12 +19,13 @@ from .service import expiration_service
 
 class _ExpirationEnvironment(EnvironmentSettings):
     nats_url: str = Field(validation_alias="NATS_URL")
+    stream_replicas: int = Field(default=1, ge=1, le=5, validation_alias="NATS_STREAM_REPLICAS")
 
 
 async def main() -> None:
     """Serve until cancelled (by a signal, through ``run_until_stopped``)."""
     env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
-    async with expiration_service(env.nats_url):
+    async with expiration_service(env.nats_url, stream_replicas=env.stream_replicas):
         await asyncio.Future()  # until cancelled
 
 

@@ -83,12 +83,14 @@ class PaymentCreatedListener(BaseListener[PaymentCreatedEvent]):
 
 
 @asynccontextmanager
-async def expiration_service(nats_url: str, wrapper: NatsWrapper | None = None) -> AsyncIterator[NatsWrapper]:
+async def expiration_service(
+    nats_url: str, wrapper: NatsWrapper | None = None, *, stream_replicas: int = 1
+) -> AsyncIterator[NatsWrapper]:
     """Connect, make sure of the streams, listen; on exit stop listening and drain the connection."""
     nats = wrapper if wrapper is not None else NatsWrapper()
     client = await nats.connect(nats_url, name="expiration-service")
     try:
-        await ensure_stream(nats.jetstream)
+        await ensure_stream(nats.jetstream, replicas=stream_replicas)
         for listener in (
             OrderCreatedListener(client),
             OrderCancelledListener(client),
