@@ -33,7 +33,8 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from ticketing_common import EVENTS_STREAM
+from ticketing_common import DEAD_LETTERS_STREAM, EVENTS_STREAM
+from ticketing_common._deadletter import QUEUE_GROUP_HEADER, REASON_HEADER, SUBJECT_HEADER
 from ticketing_common.testing import NatsServer
 
 sys.path.insert(0, str(Path(__file__).parent / "services"))
@@ -42,6 +43,8 @@ import processes
 HTTP_SERVICES = processes.HTTP_SERVICES
 PRODUCERS = {"ticket": "tickets", "order": "orders", "expiration": "expiration", "payment": "payments"}
 TIMEOUT = 30.0
+MIN_WINDOW = 2.0
+"""The shortest --window: the buyer orders, then pays, and the order must still be open by then."""
 STARTED = time.perf_counter()
 
 
@@ -69,7 +72,7 @@ class EventTap:
         self.consumers: dict[str, list[str]] = {}
 
     async def start(self) -> None:
-        """Note who consumes each subject, then follow the stream from its first message.
+        """Note who consumes each subject, then follow the events and dead-letter streams from the start.
 
         Every service has made its consumers by now (``ready``), so they are read once, not per event.
         An ordered consumer keeps no state on the server.
@@ -82,18 +85,32 @@ class EventTap:
                     durable.split("_", 1)[0].removesuffix("-service")
                 )
         await self.js.subscribe(">", stream=EVENTS_STREAM, cb=self._on_message, ordered_consumer=True)
+        await self.js.subscribe(
+            ">", stream=DEAD_LETTERS_STREAM, cb=self._on_dead_letter, ordered_consumer=True
+        )
 
     async def _on_message(self, msg: Msg) -> None:
-        data = json.loads(msg.data)
         headers = msg.headers or {}
         if msg.subject.startswith("schedule."):
             target, when = headers.get("Nats-Schedule-Target"), headers.get("Nats-Schedule")
             say(f"  ~ expiration schedules {target} {when}")
             return
-        self.seen.append((msg.subject, data))
-        producer = PRODUCERS[msg.subject.split(":")[0]]
+        producer = PRODUCERS.get(msg.subject.split(":")[0], "?")
         consumers = ", ".join(sorted(self.consumers.get(msg.subject, []))) or "nobody"
+        try:
+            data = json.loads(msg.data)
+        except ValueError:  # published by hand, or by a broken producer: shown, not a crash
+            say(f"  > {msg.subject:<20} {producer:>10} -> {consumers:<30} not JSON: {msg.data[:200]!r}")
+            return
+        self.seen.append((msg.subject, data))
         say(f"  > {msg.subject:<20} {producer:>10} -> {consumers:<30} {json.dumps(data)}")
+
+    async def _on_dead_letter(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        say(
+            f"  ! dead letter: {headers.get(SUBJECT_HEADER, msg.subject)} given up by "
+            f"{headers.get(QUEUE_GROUP_HEADER, '?')}: {headers.get(REASON_HEADER, '?')}"
+        )
 
     def count(self, subject: str) -> int:
         """How many events of ``subject`` were seen."""
@@ -141,7 +158,7 @@ async def until_status(client: httpx.AsyncClient, url: str, body: dict[str, Any]
     return answer
 
 
-async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> None:
+async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext, window: float) -> None:
     """Sign up, sell, order, pay, let one order expire, race another; each step is checked, not assumed."""
     seller, buyer, late, racer = (httpx.AsyncClient(timeout=10) for _ in range(4))
     async with seller, buyer, late, racer:
@@ -183,7 +200,9 @@ async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext) -> No
         left = await until_status(late, f"{orders}/api/orders", {"ticketId": festival["id"]}, 201)
         say(f"late user ordered ticket {festival['id']} and does not pay (order {left['id']})")
         await until(
-            "the unpaid order cancelled", lambda: _order_status(late, orders, left["id"], "cancelled")
+            "the unpaid order cancelled",
+            lambda: _order_status(late, orders, left["id"], "cancelled"),
+            timeout=window + TIMEOUT,  # it expires after the window, however long
         )
         say("the unpaid order expired: orders shows it cancelled")
         await until("the ticket released", lambda: _reserved(seller, tickets, festival["id"], None))
@@ -300,9 +319,18 @@ async def _order_status(client: httpx.AsyncClient, orders: str, order_id: str, s
 
 async def main(*, keep: bool, window: float) -> int:
     """Run the demo; return the exit status."""
+    # The databases go with the run; the services' logs stay, to read after it (named at the end).
+    logs = Path(tempfile.mkdtemp(prefix="ticketing-demo-logs-"))
+    try:
+        return await _run(keep=keep, window=window, logs=logs)
+    finally:
+        say(f"the services' logs are kept in {logs}")
+
+
+async def _run(*, keep: bool, window: float, logs: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="ticketing-demo-") as tmp, NatsServer() as server:
         folder = Path(tmp)
-        say(f"nats-server {server.version} with JetStream at {server.url}; databases and logs in {folder}")
+        say(f"nats-server {server.version} with JetStream at {server.url}; databases in {folder}")
         client = await nats.connect(server.url, name="demo")
         try:
             with processes.running(
@@ -310,20 +338,20 @@ async def main(*, keep: bool, window: float) -> int:
                 nats_url=server.url,
                 jwt_key=secrets.token_urlsafe(32),
                 database_url=lambda name: f"sqlite+aiosqlite:///{folder / name}.db",
-                logs=folder,
+                logs=logs,
             ) as urls:
                 try:
                     js = client.jetstream()
                     await ready(urls, js)
                     tap = EventTap(js)
                     await tap.start()
-                    await story(urls, tap, js)
+                    await story(urls, tap, js, window)
                     say("OK: the whole story was observed")
                     if keep:
                         await _keep(urls, server.url)
                 except (RuntimeError, AssertionError) as failure:
                     say(f"FAILED: {failure}")
-                    print(processes.last_lines(folder))
+                    print(processes.last_lines(logs))
                     return 1
         finally:
             await client.close()
@@ -331,6 +359,7 @@ async def main(*, keep: bool, window: float) -> int:
 
 
 async def _keep(urls: dict[str, str], nats_url: str) -> None:
+    """Print where the services are and wait for Ctrl-C (or SIGTERM): the normal end of a kept demo."""
     say("--keep: the services keep running until Ctrl-C")
     for name, url in urls.items():
         print(f"  {name:<9} {url}")
@@ -339,7 +368,18 @@ async def _keep(urls: dict[str, str], nats_url: str) -> None:
     print(
         f"  e.g. curl -c jar -H 'content-type: application/json' -d '{body}' {urls['auth']}/api/users/signup"
     )
-    await asyncio.Event().wait()
+    print("  events published by hand (nats pub, or a service of yours) are shown here as they come")
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(stop, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(stop)
+    print(flush=True)  # after the terminal's ^C
+    say("Ctrl-C: stopping the services and nats-server")
 
 
 def _interrupt(_signal: int, _frame: object) -> None:
@@ -347,14 +387,26 @@ def _interrupt(_signal: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _window(text: str) -> float:
+    seconds = float(text)
+    if seconds < MIN_WINDOW:
+        raise argparse.ArgumentTypeError(f"at least {MIN_WINDOW:g} s: the buyer must have time to pay")
+    return seconds
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the services running until Ctrl-C")
-    parser.add_argument("--window", type=float, default=3.0, help="seconds an order waits for its payment")
+    parser.add_argument(
+        "--window",
+        type=_window,
+        default=3.0,
+        help="seconds an order waits for its payment (the demo waits that long for one to expire)",
+    )
     args = parser.parse_args()
     for stop in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us with it ignored
         signal.signal(stop, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(main(keep=args.keep, window=args.window)))
-    print("interrupted: everything stopped", flush=True)
+    print("interrupted before the story ended: everything stopped", flush=True)
     sys.exit(130)

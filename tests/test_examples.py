@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import nats
 from nats.js import JetStreamContext
 
 from conftest import WAIT
 from ticketing_common.testing import NatsServer
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "standalone_nats"
+TIMEOUT_OF_A_STEP = 30
+"""The end-to-end demo's own timeout for one step (``end_to_end.TIMEOUT``)."""
+SERVICES = ("auth", "tickets", "orders", "payments", "expiration")
 
 
 async def start(script: str, *args: str, url: str) -> asyncio.subprocess.Process:
@@ -116,25 +122,60 @@ async def test_the_end_to_end_demo_observes_the_whole_story() -> None:
     assert int(seen) in {events, events + 1}, text
     assert "> order:cancelled" in text
     assert "expiration -> orders" in text
+    [logs] = re.findall(r"the services' logs are kept in (\S+)", text)
+    await asyncio.to_thread(shutil.rmtree, logs)
 
 
-async def test_the_kept_demo_stops_everything_on_ctrl_c() -> None:
-    """--keep prints the URLs and waits; SIGINT stops the services and the server, exit status 130."""
+async def test_the_kept_demo_shows_any_event_and_ends_cleanly_on_ctrl_c() -> None:
+    """--keep, a long window: the story passes, a bad event shows, Ctrl-C ends it with exit 0 and logs."""
+    window = TIMEOUT_OF_A_STEP + 1  # the expiry wait follows the window, not the demo's step timeout
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         str(EXAMPLES.parent / "end_to_end.py"),
         "--keep",
+        "--window",
+        str(window),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     assert demo.stdout is not None
     lines: list[str] = []
-    async with asyncio.timeout(60):
-        while not any("keep running until Ctrl-C" in line for line in lines):
-            raw = await demo.stdout.readline()
-            assert raw, "\n".join(lines)
-            lines.append(raw.decode())
+
+    async def read_until(text: str) -> None:
+        async with asyncio.timeout(60 + window):
+            while not any(text in line for line in lines):
+                raw = await demo.stdout.readline()  # type: ignore[union-attr]
+                assert raw, "".join(lines)
+                lines.append(raw.decode())
+
+    await read_until("keep running until Ctrl-C")
+    await read_until("  nats ")
+    [nats_url] = [line.split()[1] for line in lines if line.startswith("  nats ")]
+    client = await nats.connect(nats_url)
+    await client.jetstream().publish("ticket:created", b"\xffnot json")
+    await client.close()
+    await read_until("! dead letter: ticket:created given up by orders-service")
     demo.send_signal(signal.SIGINT)
     rest, _ = await asyncio.wait_for(demo.communicate(), 30)
-    assert demo.returncode == 130
-    assert "interrupted: everything stopped" in rest.decode()
+    text = "".join(lines) + rest.decode()
+    assert demo.returncode == 0, text
+    assert "OK: the whole story was observed" in text
+    assert "not JSON: b'\\xffnot json'" in text
+    assert "Ctrl-C: stopping the services and nats-server" in text
+    assert "Traceback" not in text
+    [logs] = re.findall(r"the services' logs are kept in (\S+)", text)
+    kept = await asyncio.to_thread(lambda: {path.name for path in Path(logs).glob("*.log")})
+    assert kept >= {f"{name}.log" for name in SERVICES}
+    await asyncio.to_thread(shutil.rmtree, logs)
+
+
+def test_the_demo_refuses_a_window_too_short_to_pay() -> None:
+    """--window under 2 s is refused with a reason, before anything starts."""
+    demo = subprocess.run(  # noqa: S603 - our interpreter and our script
+        [sys.executable, str(EXAMPLES.parent / "end_to_end.py"), "--window", "0.5"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert demo.returncode == 2
+    assert "at least 2 s: the buyer must have time to pay" in demo.stderr
