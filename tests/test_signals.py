@@ -122,3 +122,40 @@ def test_sigterm_stops_a_service_whose_nats_went_away(tmp_path: Path) -> None:
         process.wait_for("disconnected from NATS")
         assert process.stop(signal.SIGTERM) == 0
         assert "Traceback" not in "".join(process.output)
+
+
+STUCK_IN_SHUTDOWN = """
+import asyncio
+from ticketing_common import run_until_stopped
+
+async def main() -> None:
+    try:
+        print("serving", flush=True)
+        await asyncio.Future()
+    finally:
+        print("cleaning up", flush=True)
+        await asyncio.Future()  # a clean-up that never ends: a drain with nobody answering
+
+raise SystemExit(run_until_stopped(main))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda sig: sig.name)
+def test_a_second_signal_stops_a_process_stuck_in_its_shutdown(sig: signal.Signals) -> None:
+    """The first signal starts the clean-up; when that hangs, the next one ends the process, status 0."""
+    process = Process(
+        subprocess.Popen(  # noqa: S603 - our interpreter and our code
+            [sys.executable, "-c", STUCK_IN_SHUTDOWN],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
+    try:
+        process.wait_for("serving")
+        process.process.send_signal(sig)
+        process.wait_for("cleaning up")
+        assert process.stop(sig) == 0
+        assert "Traceback" not in "".join(process.output)
+    finally:
+        process.close()
