@@ -36,11 +36,9 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from ticketing_common._outbox import Outbox
-from ticketing_common.sqlalchemy import Database, UtcDateTime
+from ticketing_common.sqlalchemy import SCHEMA_LOCK, Database, UtcDateTime
 
 __all__ = ["command_line", "config", "difference", "run_migrations", "upgrade"]
-
-_MIGRATION_LOCK = 0x7469636B6574  # "ticket", as Database.create_all: one schema change at a time
 
 
 def config(migrations: str | Path, database_url: str | None = None) -> Config:
@@ -92,7 +90,7 @@ async def _migrate_at(url: str, metadata: MetaData) -> None:
 def _migrate(connection: Connection, metadata: MetaData) -> None:
     if connection.dialect.name == "postgresql":
         # Held to the end of the transaction: a second replica waits, then finds the schema at head.
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
     context.configure(
         connection=connection,
         target_metadata=metadata,

@@ -40,7 +40,8 @@ from ticketing_common.versioning import should_apply
 __all__ = ["Database", "Outbox", "OutboxRelay", "Replica", "UtcDateTime", "Versioned"]
 
 logger = logging.getLogger(__name__)
-_CREATE_ALL_LOCK = 0x7469636B6574  # "ticket": the advisory lock replicas take while creating tables
+SCHEMA_LOCK = 0x7469636B6574
+"""The PostgreSQL advisory lock ("ticket") replicas take turns on while they create or migrate tables."""
 
 
 def _next_version(current: int | None) -> int:
@@ -162,9 +163,7 @@ class Database:
         async with self.engine.begin() as connection:
             if self.engine.dialect.name == "postgresql":
                 # Checking for a table, then creating it, is not atomic: two replicas would both create.
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_ALL_LOCK}
-                )
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
             await connection.run_sync(metadata.create_all)
 
     @asynccontextmanager
