@@ -22,7 +22,7 @@ import asyncio
 import logging
 import sys
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,26 +112,22 @@ def _render_item(kind: str, item: object, _autogen_context: object) -> str | Lit
 
 async def upgrade(database: Database, migrations: str | Path, revision: str = "head") -> None:
     """Upgrade ``database`` to ``revision`` (the newest by default), in one transaction; a no-op at it."""
-    await _on_connection(database, config(migrations), command.upgrade, revision)
+    settings = config(migrations)
 
-
-async def _on_connection(
-    database: Database, settings: Config, run: Callable[..., Any], *args: object
-) -> None:
-    def with_connection(connection: Connection) -> None:
+    def run(connection: Connection) -> None:
         settings.attributes["connection"] = connection
-        run(settings, *args)
+        command.upgrade(settings, revision)
 
-    # Alembic's context and op are module globals: one migration at a time in a process (replicas in
-    # other processes take turns on the database's lock).
     async with _process_lock(), database.engine.begin() as connection:
-        await connection.run_sync(with_connection)
+        await connection.run_sync(run)
 
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def _process_lock() -> asyncio.Lock:
+    # Alembic's context and op are module globals: one migration at a time in a process (replicas in
+    # other processes take turns on the database's lock).
     loop = asyncio.get_running_loop()
     lock = _locks.get(loop)
     if lock is None:
@@ -158,7 +154,7 @@ async def difference(database: Database, migrations: str | Path, metadata: MetaD
 
             return list(compare_metadata(migration, metadata))
 
-    async with database.engine.connect() as connection:
+    async with _process_lock(), database.engine.connect() as connection:
         return await connection.run_sync(compare)
 
 
