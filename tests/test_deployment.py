@@ -86,15 +86,17 @@ def test_secrets_come_from_kubernetes_secrets_and_are_documented() -> None:
                 assert reference["name"].removeprefix(f"{name}-") in readme.replace("$name-", "")
 
 
-@pytest.mark.parametrize("name", ["auth", "tickets", "orders", "payments"])
+@pytest.mark.parametrize("name", NAMES)
 def test_ports_agree_from_dockerfile_to_ingress(name: str) -> None:
-    """PORT, containerPort, the probe, the Service's ports and the Dockerfile's EXPOSE agree."""
+    """PORT, containerPort, the probes, the Service's ports and the Dockerfile's EXPOSE agree."""
     spec = container(name)
     port = int(next(variable["value"] for variable in spec["env"] if variable["name"] == "PORT"))
     assert [entry["containerPort"] for entry in spec["ports"]] == [port]
-    assert spec["readinessProbe"]["tcpSocket"]["port"] == port
-    [service_port] = of_kind("Service")[f"{name}-srv"]["spec"]["ports"]
-    assert (service_port["port"], service_port["targetPort"]) == (port, port)
+    assert spec["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+    assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+    if name != "expiration":  # its port serves only the probes: no Service routes to it
+        [service_port] = of_kind("Service")[f"{name}-srv"]["spec"]["ports"]
+        assert (service_port["port"], service_port["targetPort"]) == (port, port)
     dockerfile = (SERVICES / name / "Dockerfile").read_text()
     assert f"EXPOSE {port}" in dockerfile
     assert f"PORT={port}" in dockerfile

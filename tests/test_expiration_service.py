@@ -41,8 +41,8 @@ def created(order_id: str, expires_in: float) -> OrderCreatedEvent:
 
 @pytest.fixture
 async def service(nats_server: NatsServer, jetstream: JetStreamContext) -> AsyncIterator[NatsWrapper]:
-    async with expiration_service(nats_server.url) as wrapper:
-        yield wrapper
+    async with expiration_service(nats_server.url) as running:
+        yield running.nats
 
 
 async def test_an_order_expires_at_its_expires_at(

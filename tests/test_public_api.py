@@ -12,6 +12,7 @@ import ticketing_common.contracts
 import ticketing_common.deadletters
 import ticketing_common.errors
 import ticketing_common.fastapi
+import ticketing_common.health
 import ticketing_common.service
 import ticketing_common.sqlalchemy
 import ticketing_common.testing
@@ -34,6 +35,7 @@ def test_public_modules_export_what_they_define() -> None:
         ticketing_common.deadletters,
         ticketing_common.errors,
         ticketing_common.fastapi,
+        ticketing_common.health,
         ticketing_common.service,
         ticketing_common.sqlalchemy,
         ticketing_common.testing,

@@ -78,8 +78,8 @@ def running(  # noqa: PLR0913 - what a set of services needs, all keyword-only b
     try:
         for instance in instances:
             instance_env = {**shared, "DATABASE_URL": database_url(instance.service), **instance.env}
+            instance_env["PORT"] = str(free_port())  # the expiration service serves its probes there
             if instance.service in HTTP_SERVICES:
-                instance_env["PORT"] = str(free_port())
                 urls[instance.name] = f"http://127.0.0.1:{instance_env['PORT']}"
             with (logs / f"{instance.name}.log").open("wb") as log:
                 processes[instance.name] = subprocess.Popen(  # noqa: S603 - our interpreter and our modules

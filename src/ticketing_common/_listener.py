@@ -173,6 +173,11 @@ class BaseListener(abc.ABC, Generic[E]):
         _listening.add(self)
         logger.info("listening to %s as %s", self.subject, self.durable_name)
 
+    @property
+    def consuming(self) -> bool:
+        """Whether it listens with every task alive and its pull subscribed (a readiness check)."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks) and self._pull.running
+
     async def close(self, timeout: float | None = None) -> None:
         """Stop consuming: let the events being handled finish (up to ``timeout``, default ``ack_wait``).
 

@@ -98,6 +98,11 @@ class ContinuousPull:
                 await self._subscription.unsubscribe()
         self._subscription = None
 
+    @property
+    def running(self) -> bool:
+        """Whether it is subscribed and its watchdog is alive."""
+        return self._subscription is not None and self._watchdog is not None and not self._watchdog.done()
+
     async def ensure_consumer(self) -> None:
         """Create the durable consumer, or update it to this configuration."""
         await self._js.add_consumer(self._stream, self._config)

@@ -15,6 +15,7 @@ The whole tree::
         ├── TooManyRequestsError(retry_after)  429  too many attempts; Retry-After says when to try again
         ├── RequestValidationError(errors)     400  one {message, field} per invalid field
         ├── DatabaseConnectionError()          500  [{"message": "Error connecting to database"}]
+        ├── NotReadyError(problems)            503  one {message, field} per part that is down (/readyz)
         └── VersionConflictError(record)       409  someone else saved the record since it was read
 
 The ``CustomError`` family carries the status codes and bodies of ``@sgtickets/common``, so a client cannot
@@ -42,6 +43,7 @@ __all__ = [
     "NotAuthorizedError",
     "NotConnectedError",
     "NotFoundError",
+    "NotReadyError",
     "OutOfOrder",
     "PayloadTooLargeError",
     "PublishError",
@@ -218,6 +220,20 @@ class DatabaseConnectionError(CustomError):
     def serialize_errors(self) -> list[ErrorDetail]:
         """``[{"message": "Error connecting to database"}]``."""
         return [{"message": self.reason}]
+
+
+class NotReadyError(CustomError):
+    """The service cannot serve now (503): the parts that are down, each named, e.g. ``nats``."""
+
+    status_code = 503
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        super().__init__("; ".join(f"{part}: {problem}" for part, problem in problems.items()))
+        self.problems = dict(problems)
+
+    def serialize_errors(self) -> list[ErrorDetail]:
+        """``[{"message": "<what is wrong>", "field": "<part>"}, ...]``."""
+        return [{"message": problem, "field": part} for part, problem in self.problems.items()]
 
 
 class VersionConflictError(CustomError):

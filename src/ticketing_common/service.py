@@ -45,6 +45,7 @@ from ticketing_common.fastapi import (
     install_error_handlers,
     install_session,
 )
+from ticketing_common.health import Health, database_checks, listener_checks, nats_checks
 from ticketing_common.sqlalchemy import Database
 
 __all__ = [
@@ -181,11 +182,19 @@ class Service:
         return self.nats.client
 
     def install(self, app: Starlette) -> None:
-        """Make this the app's service (``ServiceDep``), with error handlers, body limit and session."""
+        """Make this the app's service (``ServiceDep``), with error handlers, body limit, session, probes.
+
+        The probes are ``/healthz`` and ``/readyz``: the database, and NATS, JetStream and the listeners
+        if the service uses NATS.
+        """
         app.state.ticketing_service = self
         install_error_handlers(app)
         install_body_limit(app, self.settings.max_body_bytes)
         install_session(app, self.settings.session)
+        checks = database_checks(self.database)
+        if self.settings.nats_url is not None:
+            checks |= nats_checks(self.nats) | listener_checks(lambda: self.listeners)
+        Health(checks).install(app)
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:

@@ -1,34 +1,30 @@
 """Run the expiration service: ``python -m expiration`` from examples/services, with ``NATS_URL`` set.
 
-SIGINT or SIGTERM stops it at any moment, also while it waits for NATS at start-up: the listeners stop
-and the connection drains.
+It serves only ``/healthz`` and ``/readyz``, on ``PORT`` (3004 by default). SIGINT or SIGTERM stops it
+at any moment, also while it waits for NATS at start-up: the listeners stop and the connection drains.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from pydantic import Field
 
-from ticketing_common import run_until_stopped
 from ticketing_common.service import EnvironmentSettings, read_environment
+from ticketing_common.uvicorn import serve
 
-from .service import expiration_service
+from .app import create_app
 
 
 class _ExpirationEnvironment(EnvironmentSettings):
     nats_url: str = Field(validation_alias="NATS_URL")
     stream_replicas: int = Field(default=1, ge=1, le=5, validation_alias="NATS_STREAM_REPLICAS")
-
-
-async def main() -> None:
-    """Serve until cancelled (by a signal, through ``run_until_stopped``)."""
-    env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
-    async with expiration_service(env.nats_url, stream_replicas=env.stream_replicas):
-        await asyncio.Future()  # until cancelled
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=3004, ge=1, le=65535, validation_alias="PORT")
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raise SystemExit(run_until_stopped(main))
+    env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
+    app = create_app(env.nats_url, stream_replicas=env.stream_replicas)
+    raise SystemExit(serve(app, host=env.host, port=env.port))

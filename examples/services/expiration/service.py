@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any, NamedTuple
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -82,22 +83,30 @@ class PaymentCreatedListener(BaseListener[PaymentCreatedEvent]):
         await msg.ack()
 
 
+class Running(NamedTuple):
+    """The running service: its connection and its listeners."""
+
+    nats: NatsWrapper
+    listeners: list[BaseListener[Any]]
+
+
 @asynccontextmanager
 async def expiration_service(
     nats_url: str, wrapper: NatsWrapper | None = None, *, stream_replicas: int = 1
-) -> AsyncIterator[NatsWrapper]:
+) -> AsyncIterator[Running]:
     """Connect, make sure of the streams, listen; on exit stop listening and drain the connection."""
     nats = wrapper if wrapper is not None else NatsWrapper()
     client = await nats.connect(nats_url, name="expiration-service")
     try:
         await ensure_stream(nats.jetstream, replicas=stream_replicas)
-        for listener in (
+        listeners: list[BaseListener[Any]] = [
             OrderCreatedListener(client),
             OrderCancelledListener(client),
             PaymentCreatedListener(client),
-        ):
+        ]
+        for listener in listeners:
             await listener.listen()
         logger.info("expiration service started")
-        yield nats
+        yield Running(nats, listeners)
     finally:
         await nats.close()
