@@ -14,6 +14,7 @@ import ticketing_common.errors
 import ticketing_common.fastapi
 import ticketing_common.health
 import ticketing_common.service
+import ticketing_common.structlog
 import ticketing_common.sqlalchemy
 import ticketing_common.testing
 import ticketing_common.uvicorn
@@ -37,6 +38,7 @@ def test_public_modules_export_what_they_define() -> None:
         ticketing_common.fastapi,
         ticketing_common.health,
         ticketing_common.service,
+        ticketing_common.structlog,
         ticketing_common.sqlalchemy,
         ticketing_common.testing,
         ticketing_common.uvicorn,
@@ -57,7 +59,7 @@ def test_the_core_import_stays_light() -> None:
     """Importing the package loads neither pytest (the testing extra) nor the fastapi extra."""
     code = (
         "import sys, ticketing_common; "
-        "extras = {'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn', 'alembic'}; "
+        "extras = {'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn', 'alembic', 'structlog'}; "
         "print(sorted(extras & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603

@@ -8,6 +8,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import Header
 
+from ticketing_common._event_log import event_fields
 from ticketing_common._jetstream import publish_acked
 from ticketing_common._streams import DEAD_LETTER_SUBJECT_PREFIX
 
@@ -78,4 +79,5 @@ async def send_to_dead_letters(
         metadata.num_delivered,
         queue_group,
         one_line_reason,
+        extra={**event_fields(msg, queue_group), "reason": one_line_reason},
     )

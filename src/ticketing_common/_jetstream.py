@@ -87,7 +87,7 @@ async def publish_acked(  # noqa: PLR0913 - every argument is one knob of one pu
         return await js.publish(subject, payload, timeout=timeout, headers=all_headers)
 
     try:
-        return await ride_out(publish, deadline=deadline, what=f"publish to {subject} (Nats-Msg-Id {msg_id})")
+        ack = await ride_out(publish, deadline=deadline, what=f"publish to {subject} (Nats-Msg-Id {msg_id})")
     except _TRANSIENT_ERRORS as error:
         raise PublishError(
             f"JetStream gave no PubAck for {subject!r} (Nats-Msg-Id {msg_id!r}) in {deadline:g} s; "
@@ -102,3 +102,10 @@ async def publish_acked(  # noqa: PLR0913 - every argument is one knob of one pu
             subject=subject,
             msg_id=msg_id,
         ) from error
+    fields = {"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
+    if ack.duplicate:
+        # A retry, a replayed outbox row, a second relay: stored once, said so.
+        logger.info("duplicate publish: JetStream already holds this event, not stored again", extra=fields)
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug("event published", extra=fields)
+    return ack

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections import OrderedDict
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import nats.errors
@@ -19,6 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from ticketing_common._binding import bind_event_type
 from ticketing_common._deadletter import send_to_dead_letters
+from ticketing_common._event_log import event_fields
 from ticketing_common._events import Event
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE
 from ticketing_common._pull import ContinuousPull
@@ -29,6 +31,7 @@ from ticketing_common.errors import OutOfOrder
 E = TypeVar("E", bound=Event)
 
 logger = logging.getLogger("ticketing_common.listener")
+_MAX_WAITING = 10_000
 
 # Listeners that are consuming, so that closing the connection holder can stop them first.
 _listening: weakref.WeakSet[BaseListener[Any]] = weakref.WeakSet()
@@ -118,6 +121,8 @@ class BaseListener(abc.ABC, Generic[E]):
         self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
         # Delivered and not finished: kept alive with in-progress acks until the handler is done.
         self._in_hand: dict[int, Msg] = {}
+        # Stream sequences this replica nak'ed to wait for a predecessor: their redelivery is expected.
+        self._waiting: OrderedDict[int, None] = OrderedDict()
         self._pull = ContinuousPull(
             client,
             self._js,
@@ -229,6 +234,8 @@ class BaseListener(abc.ABC, Generic[E]):
             await self._dead_letter(msg, f"invalid {self.event_type.__qualname__}: {error}")
             return
         deliveries = delivery_count(msg)
+        if deliveries > 1:
+            self._log_redelivery(msg)
         if deliveries > self.max_deliver:
             await self._dead_letter(
                 msg, f"not settled after {self.max_deliver} deliveries (ack_wait ran out)"
@@ -236,6 +243,8 @@ class BaseListener(abc.ABC, Generic[E]):
             return
         try:
             await self.on_message(data, msg)
+            if logger.isEnabledFor(logging.DEBUG):  # the fields cost time on the hot path
+                logger.debug("event handled", extra=self._fields(msg))
         except OutOfOrder as early:
             await self._wait_for_predecessor(msg, early, deliveries)
         except Exception as error:
@@ -254,8 +263,21 @@ class BaseListener(abc.ABC, Generic[E]):
                     error,
                     delay,
                     exc_info=error,
+                    extra=self._fields(msg),
                 )
                 await msg.nak(delay=delay)
+
+    def _log_redelivery(self, msg: Msg) -> None:
+        sequence = msg.metadata.sequence.stream
+        if sequence in self._waiting:  # a wait for its predecessor, not a failure
+            del self._waiting[sequence]
+            logger.debug("redelivered event, its predecessor awaited", extra=self._fields(msg))
+        else:
+            logger.warning("redelivered event", extra=self._fields(msg))
+
+    def _fields(self, msg: Msg) -> dict[str, object]:
+        """What a log line of this event carries (structured logs show them as fields)."""
+        return event_fields(msg, self.queue_group_name)
 
     def _backoff(self, first_delay: float, deliveries: int) -> float:
         # Doubling after each delivery, capped: a busy dependency gets room, a short wait stays short.
@@ -269,6 +291,9 @@ class BaseListener(abc.ABC, Generic[E]):
         else:
             delay = self._backoff(self.out_of_order_delay, deliveries)
             logger.debug("%s: %s; redelivery in %.2f s", msg.subject, early, delay)
+            self._waiting[msg.metadata.sequence.stream] = None
+            if len(self._waiting) > _MAX_WAITING:  # bounded: a redelivery to another replica never comes here
+                self._waiting.popitem(last=False)
             await msg.nak(delay=delay)
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:

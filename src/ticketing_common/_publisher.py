@@ -78,7 +78,7 @@ class BasePublisher(Generic[E]):
         self._check_type(event)
         if msg_id is None:
             msg_id = event.message_id() or uuid.uuid4().hex
-        ack = await publish_acked(
+        return await publish_acked(
             self._js,
             self.subject,
             event.model_dump_json().encode(),
@@ -86,8 +86,6 @@ class BasePublisher(Generic[E]):
             timeout=self.timeout,
             deadline=self.retry_deadline,
         )
-        logger.debug("event published to %s, stream sequence %d", self.subject, ack.seq)
-        return ack
 
     async def schedule(self, event: E, *, at: datetime, key: str) -> PubAck:
         """Have JetStream publish ``event`` at ``at`` (at once if ``at`` is past); return once stored.

@@ -44,6 +44,8 @@ def serve(app: Starlette, *, host: str, port: int, graceful_timeout: int = 10, *
         host=host,
         port=port,
         lifespan="off",
+        # Logging is the process's (ticketing_common.structlog): uvicorn's own set-up would replace it.
+        log_config=None,
         timeout_graceful_shutdown=graceful_timeout,
         **options,  # type: ignore[arg-type]
     )

@@ -6,6 +6,7 @@ import sys
 
 from ticketing_common.alembic import command_line
 from ticketing_common.service import ServiceSettings, database_url_from_env
+from ticketing_common.structlog import configure_from_env
 from ticketing_common.uvicorn import serve
 
 from .app import MIGRATIONS, create_app
@@ -14,4 +15,5 @@ if __name__ == "__main__":
     if sys.argv[1:]:  # migrate, revision, check: they need only the database
         raise SystemExit(command_line(MIGRATIONS, database_url_from_env("auth"), sys.argv[1:]))
     settings = ServiceSettings.from_env("auth", default_port=3000, uses_nats=False)
+    configure_from_env("auth")
     raise SystemExit(serve(create_app(settings), host=settings.host, port=settings.port))

@@ -6,11 +6,10 @@ at any moment, also while it waits for NATS at start-up: the listeners stop and 
 
 from __future__ import annotations
 
-import logging
-
 from pydantic import Field
 
 from ticketing_common.service import EnvironmentSettings, read_environment
+from ticketing_common.structlog import configure_from_env
 from ticketing_common.uvicorn import serve
 
 from .app import create_app
@@ -24,7 +23,7 @@ class _ExpirationEnvironment(EnvironmentSettings):
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_from_env("expiration")
     env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
     app = create_app(env.nats_url, stream_replicas=env.stream_replicas)
     raise SystemExit(serve(app, host=env.host, port=env.port))

@@ -17,6 +17,7 @@ from ticketing_common.service import (
     database_url_from_env,
     read_environment,
 )
+from ticketing_common.structlog import configure_from_env
 from ticketing_common.uvicorn import serve
 
 from .app import MIGRATIONS, create_app
@@ -30,6 +31,7 @@ if __name__ == "__main__":
     if sys.argv[1:]:  # migrate, revision, check: they need only the database
         raise SystemExit(command_line(MIGRATIONS, database_url_from_env("orders"), sys.argv[1:]))
     settings = ServiceSettings.from_env("orders", default_port=3002)
+    configure_from_env("orders")
     env = read_environment(_OrdersEnvironment, None, who="the orders service")
     window = timedelta(seconds=env.expiration_window_seconds)
     app = create_app(settings, expiration_window=window)
