@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -62,6 +63,12 @@ async def consumer_is_settled(js: JetStreamContext, consumer: str) -> bool:
     except nats.js.errors.NotFoundError:
         return True
     return last is None or (info.delivered.stream_seq or 0) >= (last.seq or 0)
+
+
+def aiosqlite_threads_ended() -> bool:
+    # When a connect fails, aiosqlite stops its worker thread without waiting for it; the thread then
+    # reports to this test's event loop, which must still be open (else pytest sees a thread error).
+    return not any(thread.name.endswith("(_connection_worker_thread)") for thread in threading.enumerate())
 
 
 NOW = datetime(2026, 11, 23, 12, 30, 15, 123000, tzinfo=UTC)

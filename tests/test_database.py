@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, MetaData, String, Table, text
 
-from conftest import DatabaseUrl, wait_until
+from conftest import DatabaseUrl, aiosqlite_threads_ended, wait_until
 from ticketing_common import DatabaseConnectionError
 from ticketing_common.sqlalchemy import Database, Outbox
-
-
-def aiosqlite_threads_ended() -> bool:
-    # When a connect fails, aiosqlite stops its worker thread without waiting for it; the thread then
-    # reports to this test's event loop, which must still be open (else pytest sees a thread error).
-    return not any(thread.name.endswith("(_connection_worker_thread)") for thread in threading.enumerate())
 
 
 async def select_one(database: Database) -> int | None:

@@ -13,9 +13,10 @@ import ticketing_common.deadletters
 import ticketing_common.errors
 import ticketing_common.fastapi
 import ticketing_common.health
+import ticketing_common.prometheus
 import ticketing_common.service
-import ticketing_common.structlog
 import ticketing_common.sqlalchemy
+import ticketing_common.structlog
 import ticketing_common.testing
 import ticketing_common.uvicorn
 import ticketing_common.versioning
@@ -37,6 +38,7 @@ def test_public_modules_export_what_they_define() -> None:
         ticketing_common.errors,
         ticketing_common.fastapi,
         ticketing_common.health,
+        ticketing_common.prometheus,
         ticketing_common.service,
         ticketing_common.structlog,
         ticketing_common.sqlalchemy,
@@ -59,7 +61,8 @@ def test_the_core_import_stays_light() -> None:
     """Importing the package loads neither pytest (the testing extra) nor the fastapi extra."""
     code = (
         "import sys, ticketing_common; "
-        "extras = {'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn', 'alembic', 'structlog'}; "
+        "extras = {'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn', 'alembic', "
+        "'structlog', 'prometheus_client'}; "
         "print(sorted(extras & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603

@@ -13,6 +13,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck
 
+from ticketing_common._instruments import OBSERVERS
 from ticketing_common.errors import PublishError
 
 logger = logging.getLogger("ticketing_common.publisher")
@@ -86,6 +87,7 @@ async def publish_acked(  # noqa: PLR0913 - every argument is one knob of one pu
     async def publish() -> PubAck:
         return await js.publish(subject, payload, timeout=timeout, headers=all_headers)
 
+    started = time.perf_counter()
     try:
         ack = await ride_out(publish, deadline=deadline, what=f"publish to {subject} (Nats-Msg-Id {msg_id})")
     except _TRANSIENT_ERRORS as error:
@@ -102,6 +104,8 @@ async def publish_acked(  # noqa: PLR0913 - every argument is one knob of one pu
             subject=subject,
             msg_id=msg_id,
         ) from error
+    for observer in OBSERVERS:
+        observer.published(subject, time.perf_counter() - started, duplicate=bool(ack.duplicate))
     fields = {"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
     if ack.duplicate:
         # A retry, a replayed outbox row, a second relay: stored once, said so.

@@ -6,6 +6,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections import OrderedDict
 from typing import Any, ClassVar, Generic, TypeVar, cast
@@ -16,12 +17,13 @@ import pydantic
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from ticketing_common._binding import bind_event_type
 from ticketing_common._deadletter import send_to_dead_letters
 from ticketing_common._event_log import event_fields
 from ticketing_common._events import Event
+from ticketing_common._instruments import OBSERVERS, Outcome
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE
 from ticketing_common._pull import ContinuousPull
 from ticketing_common._streams import EVENTS_STREAM
@@ -178,6 +180,11 @@ class BaseListener(abc.ABC, Generic[E]):
         _listening.add(self)
         logger.info("listening to %s as %s", self.subject, self.durable_name)
 
+    async def consumer_info(self) -> ConsumerInfo:
+        """The durable consumer's state on the server (pending, acked), as JetStream reports it."""
+        info: ConsumerInfo = await self._js.consumer_info(self.stream, self.durable_name)
+        return info
+
     @property
     def consuming(self) -> bool:
         """Whether it listens with every task alive and its pull subscribed (a readiness check)."""
@@ -241,12 +248,26 @@ class BaseListener(abc.ABC, Generic[E]):
                 msg, f"not settled after {self.max_deliver} deliveries (ack_wait ran out)"
             )
             return
+        if OBSERVERS:
+            await self._observed(data, msg, deliveries)
+        else:
+            await self._run(data, msg, deliveries)
+
+    async def _observed(self, data: E, msg: Msg, deliveries: int) -> None:
+        started = time.perf_counter()
+        outcome = await self._run(data, msg, deliveries)
+        seconds = time.perf_counter() - started
+        for observer in OBSERVERS:
+            observer.delivered(msg.subject, self.queue_group_name, seconds, outcome)
+
+    async def _run(self, data: E, msg: Msg, deliveries: int) -> Outcome:
         try:
             await self.on_message(data, msg)
             if logger.isEnabledFor(logging.DEBUG):  # the fields cost time on the hot path
                 logger.debug("event handled", extra=self._fields(msg))
         except OutOfOrder as early:
             await self._wait_for_predecessor(msg, early, deliveries)
+            return "waiting"
         except Exception as error:
             if msg.is_acked:
                 logger.exception("%s raised after settling %s", type(self).__qualname__, msg.subject)
@@ -266,8 +287,12 @@ class BaseListener(abc.ABC, Generic[E]):
                     extra=self._fields(msg),
                 )
                 await msg.nak(delay=delay)
+            return "failed"
+        return "handled"
 
     def _log_redelivery(self, msg: Msg) -> None:
+        for observer in OBSERVERS:
+            observer.redelivered(msg.subject, self.queue_group_name)
         sequence = msg.metadata.sequence.stream
         if sequence in self._waiting:  # a wait for its predecessor, not a failure
             del self._waiting[sequence]
@@ -305,6 +330,8 @@ class BaseListener(abc.ABC, Generic[E]):
                 reason=reason,
                 deadline=self.dead_letter_deadline,
             )
+            for observer in OBSERVERS:
+                observer.dead_lettered(msg.subject, self.queue_group_name)
         except Exception:
             logger.exception("could not dead-letter %s (%s); it stays to be redelivered", msg.subject, reason)
             if not msg.is_acked:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     insert,
     select,
     tuple_,
@@ -63,6 +64,11 @@ class Outbox:
             # SQLite would give a deleted row's id to the next row: ids must name one event for good.
             sqlite_autoincrement=True,
         )
+
+    async def count(self, database: Database) -> int:
+        """How many rows wait to be published."""
+        async with database.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(self.table))).scalar_one())
 
     async def add(self, session: AsyncSession, event: Event, *, msg_id: str | None = None) -> None:
         """Queue ``event`` in the session's transaction: it is published only if the transaction commits."""

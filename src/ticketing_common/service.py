@@ -16,6 +16,7 @@ each service; here a service is its models, routes and listeners, and this::
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -185,7 +186,7 @@ class Service:
         """Make this the app's service (``ServiceDep``), with error handlers, body limit, session, probes.
 
         The probes are ``/healthz`` and ``/readyz``: the database, and NATS, JetStream and the listeners
-        if the service uses NATS.
+        if the service uses NATS. With the ``[prometheus]`` extra, ``/metrics`` too.
         """
         app.state.ticketing_service = self
         install_error_handlers(app)
@@ -195,6 +196,10 @@ class Service:
         if self.settings.nats_url is not None:
             checks |= nats_checks(self.nats) | listener_checks(lambda: self.listeners)
         Health(checks).install(app)
+        if importlib.util.find_spec("prometheus_client") is not None:  # the [prometheus] extra
+            from ticketing_common.prometheus import install_metrics  # noqa: PLC0415 - only with the extra
+
+            install_metrics(app, service=self)
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:

@@ -1,4 +1,4 @@
-"""The expiration service's process: its listeners, and ``/healthz`` and ``/readyz`` for the probes."""
+"""The expiration service's process: its listeners, ``/healthz``, ``/readyz`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 
 from ticketing_common import BaseListener, NatsWrapper
 from ticketing_common.health import Health, listener_checks, nats_checks
+from ticketing_common.prometheus import install_metrics
 
 from .service import expiration_service
 
@@ -26,4 +27,6 @@ def create_app(nats_url: str, *, stream_replicas: int = 1) -> Starlette:
             yield
 
     health = Health({**nats_checks(nats), **listener_checks(lambda: listeners)})
-    return Starlette(routes=health.routes(), lifespan=lifespan)
+    app = Starlette(routes=health.routes(), lifespan=lifespan)
+    install_metrics(app, listeners=lambda: listeners)
+    return app
