@@ -25,6 +25,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from ticketing_common import EVENTS_STREAM, BaseListener, BasePublisher, TicketCreatedEvent, ensure_stream
+from ticketing_common._instruments import OBSERVERS
+from ticketing_common.prometheus import Metrics
 from ticketing_common.testing import NatsServer
 
 SUBJECT = "ticket:created"
@@ -181,14 +183,32 @@ async def consume_faststream(client: Client, js: JetStreamContext, count: int) -
     return elapsed
 
 
+METRICS = Metrics()  # its own registry: observing only while a "+ metrics" contender runs
+
+
+def with_metrics(timed: Timed) -> Timed:
+    """The same contender with the Prometheus metrics observing every publish and delivery."""
+
+    async def measured(client: Client, js: JetStreamContext, count: int) -> float:
+        OBSERVERS.append(METRICS)
+        try:
+            return await timed(client, js, count)
+        finally:
+            OBSERVERS.remove(METRICS)
+
+    return measured
+
+
 CONTENDERS: dict[str, dict[str, Timed]] = {
     "publish": {
         "ticketing-common": publish_ours,
+        "ticketing-common + metrics": with_metrics(publish_ours),
         "raw nats-py": publish_raw,
         "FastStream": publish_faststream,
     },
     "consume": {
         "ticketing-common": consume_ours,
+        "ticketing-common + metrics": with_metrics(consume_ours),
         "raw nats-py pull": consume_raw_pull,
         "raw nats-py push": consume_raw_push,
         "FastStream": consume_faststream,
@@ -303,7 +323,7 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
         await client.close()
 
     header = f"{'median':>9}{'min':>9}{'max':>9}{'/ best raw':>11}{'/ raw pull':>11}"
-    print(f"\n{'throughput (events/s)':<28}{header}")
+    print(f"\n{'throughput (events/s)':<40}{header}")
     for kind, by_name in results.items():
         medians = {name: statistics.median(values) for name, values in by_name.items()}
         best_raw = max(median for name, median in medians.items() if name.startswith("raw"))
@@ -312,7 +332,11 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
             median = medians[name]
             spread = f"{min(values):>9.0f}{max(values):>9.0f}"
             ratios = f"{median / best_raw:>10.2f}x{median / pull:>10.2f}x"
-            print(f"{kind + ' ' + name:<28}{median:>9.0f}{spread}{ratios}")
+            print(f"{kind + ' ' + name:<40}{median:>9.0f}{spread}{ratios}")
+    for kind, by_name in results.items():
+        off = statistics.median(by_name["ticketing-common"])
+        on = statistics.median(by_name["ticketing-common + metrics"])
+        print(f"{kind}: metrics cost {(1 / on - 1 / off) * 1e6:+.1f} us per event (median off vs on)")
     print(f"\n{'latency publish->handler (us)':<34}{'p50':>10}{'p99':>10}{'p50 - raw push':>16}")
     raw_p50 = percentile(latencies["raw nats-py push"], 0.5)
     for name, values in latencies.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,8 @@ import expiration.app
 import tickets.app
 from conftest import aiosqlite_threads_ended, eventually, wait_until
 from services import ServiceClient, running, service_of, settings
-from ticketing_common.health import Health
+from ticketing_common.health import Health, database_checks
+from ticketing_common.sqlalchemy import Database
 from ticketing_common.testing import NatsServer
 
 
@@ -71,25 +71,23 @@ async def test_with_nats_stopped_it_is_alive_but_not_ready_until_nats_is_back(tm
             await eventually(ready_again)
 
 
-# aiosqlite leaves the Connection object of a failed connect unclosed (the probe's, the outbox relay's):
-# collected here, in this test, its ResourceWarning is aiosqlite's, not a leak of ours.
-@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_with_the_database_unreachable_it_is_not_ready(tmp_path: Path) -> None:
-    """The database's folder gone (and its pooled connection closed): 503 naming the database."""
-    folder = tmp_path / "db"
-    folder.mkdir()
-    with NatsServer() as server:
-        async with tickets_on(server, folder) as api:
-            database = service_of(api.asgi_app).database
-            moved = tmp_path / "elsewhere"
-            folder.rename(moved)
-            await database.engine.dispose()  # else the one pooled connection still reads the moved file
-            status, body = await ready(api)
-            await wait_until(aiosqlite_threads_ended, what="aiosqlite's worker threads ended")
-            assert (status, down(body)) == (503, {"database"})
-            moved.rename(folder)
-            assert (await ready(api))[0] == 200
-    gc.collect()
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("sqlite+aiosqlite:///{missing}/service.db", id="sqlite-missing-folder"),
+        pytest.param("postgresql+asyncpg://postgres@127.0.0.1:{port}/service", id="postgresql-refused"),
+    ],
+)
+async def test_an_unreachable_database_is_named(url: str, tmp_path: Path, unused_tcp_port: int) -> None:
+    """The database check of the probe: a database out of reach is down, with the driver's error kind."""
+    database = Database(url.format(missing=tmp_path / "missing", port=unused_tcp_port))
+    try:
+        problems = await Health(database_checks(database)).problems()
+    finally:
+        await database.dispose()
+        await wait_until(aiosqlite_threads_ended, what="aiosqlite's worker threads ended")
+    assert list(problems) == ["database"]
+    assert problems["database"].startswith("the database does not answer")
 
 
 async def test_a_closed_listener_makes_the_service_not_ready(tmp_path: Path) -> None:

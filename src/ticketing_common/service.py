@@ -28,6 +28,7 @@ from fastapi import Depends
 from nats.aio.client import Client
 from pydantic import Field
 from sqlalchemy import MetaData
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
@@ -39,7 +40,7 @@ from ticketing_common._outbox import Outbox, OutboxRelay
 from ticketing_common._session import SessionConfig
 from ticketing_common._settings import EnvironmentSettings, InvalidEnvironment, read_environment
 from ticketing_common._streams import ensure_stream
-from ticketing_common.errors import ConfigurationError
+from ticketing_common.errors import ConfigurationError, DatabaseConnectionError
 from ticketing_common.fastapi import (
     DEFAULT_MAX_BODY_BYTES,
     install_body_limit,
@@ -219,7 +220,7 @@ class Service:
             if self._relay is not None:
                 await self._relay.close()
                 if self.client.is_connected:  # else the rows wait for the next start, not the shutdown
-                    await self._relay.flush()
+                    await _flush_at_shutdown(self._relay)
                 self._relay = None
             await self.nats.close()
             await self.database.dispose()
@@ -259,6 +260,14 @@ class Service:
         if self._relay is None:
             raise RuntimeError(f"the {self.settings.name} service is not started")
         return await self._relay.flush()
+
+
+async def _flush_at_shutdown(relay: OutboxRelay) -> None:
+    try:
+        await relay.flush()
+    except (DatabaseConnectionError, SQLAlchemyError, OSError) as error:
+        # Committed rows are safe in the outbox: the next start publishes them. A shutdown goes on.
+        logger.warning("outbox not flushed at shutdown (%r); its rows wait for the next start", error)
 
 
 async def current_service(connection: HTTPConnection) -> Service:
