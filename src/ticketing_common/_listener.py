@@ -248,47 +248,42 @@ class BaseListener(abc.ABC, Generic[E]):
                 msg, f"not settled after {self.max_deliver} deliveries (ack_wait ran out)"
             )
             return
-        if OBSERVERS:
-            await self._observed(data, msg, deliveries)
-        else:
-            await self._run(data, msg, deliveries)
-
-    async def _observed(self, data: E, msg: Msg, deliveries: int) -> None:
-        started = time.perf_counter()
-        outcome = await self._run(data, msg, deliveries)
-        seconds = time.perf_counter() - started
-        for observer in OBSERVERS:
-            observer.delivered(msg.subject, self.queue_group_name, seconds, outcome)
-
-    async def _run(self, data: E, msg: Msg, deliveries: int) -> Outcome:
+        started = time.perf_counter() if OBSERVERS else 0.0
+        outcome: Outcome = "handled"
         try:
             await self.on_message(data, msg)
             if logger.isEnabledFor(logging.DEBUG):  # the fields cost time on the hot path
                 logger.debug("event handled", extra=self._fields(msg))
         except OutOfOrder as early:
+            outcome = "waiting"
             await self._wait_for_predecessor(msg, early, deliveries)
-            return "waiting"
-        except Exception as error:
-            if msg.is_acked:
-                logger.exception("%s raised after settling %s", type(self).__qualname__, msg.subject)
-            elif deliveries >= self.max_deliver:
-                await self._dead_letter(msg, f"handler failed {deliveries} times, last: {error!r}")
-            else:
-                delay = self._backoff(self.redelivery_delay, deliveries)
-                logger.warning(
-                    "%s failed on %s stream sequence %d, delivery %d: %r; redelivery in %.1f s",
-                    type(self).__qualname__,
-                    msg.subject,
-                    msg.metadata.sequence.stream,
-                    deliveries,
-                    error,
-                    delay,
-                    exc_info=error,
-                    extra=self._fields(msg),
-                )
-                await msg.nak(delay=delay)
-            return "failed"
-        return "handled"
+        except Exception as error:  # noqa: BLE001 - any handler error: redelivered, or dead-lettered
+            outcome = "failed"
+            await self._failed(msg, error, deliveries)
+        if OBSERVERS:
+            seconds = time.perf_counter() - started
+            for observer in OBSERVERS:
+                observer.delivered(msg.subject, self.queue_group_name, seconds, outcome)
+
+    async def _failed(self, msg: Msg, error: Exception, deliveries: int) -> None:
+        if msg.is_acked:
+            logger.error("%s raised after settling %s", type(self).__qualname__, msg.subject, exc_info=error)
+        elif deliveries >= self.max_deliver:
+            await self._dead_letter(msg, f"handler failed {deliveries} times, last: {error!r}")
+        else:
+            delay = self._backoff(self.redelivery_delay, deliveries)
+            logger.warning(
+                "%s failed on %s stream sequence %d, delivery %d: %r; redelivery in %.1f s",
+                type(self).__qualname__,
+                msg.subject,
+                msg.metadata.sequence.stream,
+                deliveries,
+                error,
+                delay,
+                exc_info=error,
+                extra=self._fields(msg),
+            )
+            await msg.nak(delay=delay)
 
     def _log_redelivery(self, msg: Msg) -> None:
         for observer in OBSERVERS:
