@@ -140,6 +140,7 @@ def install_metrics(
     """Serve ``GET /metrics`` on ``app``; the gauges follow ``service`` (or only ``listeners``)."""
     measured = metrics()
     refreshed_at = -refresh_interval
+    watched = listeners if listeners is not None else _listeners_of(service)
 
     async def refresh() -> None:
         nonlocal refreshed_at
@@ -150,7 +151,7 @@ def install_metrics(
             with contextlib.suppress(DatabaseConnectionError, SQLAlchemyError):  # /readyz says why
                 rows = await service.outbox.count(service.database)
                 measured.outbox_rows.labels(service.settings.name).set(rows)
-        for listener in service.listeners if service is not None else listeners() if listeners else []:
+        for listener in watched():
             try:
                 info = await listener.consumer_info()
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
@@ -165,3 +166,9 @@ def install_metrics(
 
     app.router.routes.append(Route("/metrics", endpoint, methods=["GET"], include_in_schema=False))
     return measured
+
+
+def _listeners_of(service: Service | None) -> Callable[[], Sequence[BaseListener[Any]]]:
+    if service is None:
+        return tuple
+    return lambda: service.listeners
