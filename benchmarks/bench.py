@@ -15,7 +15,7 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import version
 
 import nats
@@ -23,8 +23,12 @@ from faststream.nats import JStream, NatsBroker
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from ticketing_common import EVENTS_STREAM, BaseListener, BasePublisher, TicketCreatedEvent, ensure_stream
+from ticketing_common import opentelemetry as event_tracing
 from ticketing_common._instruments import OBSERVERS
 from ticketing_common.prometheus import Metrics
 from ticketing_common.testing import NatsServer
@@ -89,10 +93,18 @@ async def publish_faststream(client: Client, js: JetStreamContext, count: int) -
 
 
 async def fill(js: JetStreamContext, count: int) -> None:
+    """Store ``count`` events with the headers a service's events have: a message id, a trace context."""
     await js.purge_stream(EVENTS_STREAM)
     run = uuid.uuid4().hex
-    payloads = [event(run, n).model_dump_json().encode() for n in range(count)]
-    futures = [await js.publish_async(SUBJECT, payload) for payload in payloads]
+    events = [event(run, n) for n in range(count)]
+    futures = [
+        await js.publish_async(
+            SUBJECT,
+            item.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": item.message_id(), "traceparent": f"00-{run}{run}-{run[:16]}-01"},
+        )
+        for item in events
+    ]
     await asyncio.gather(*futures)
 
 
@@ -199,16 +211,51 @@ def with_metrics(timed: Timed) -> Timed:
     return measured
 
 
+class _Dropped(SpanExporter):
+    """Takes the spans and sends them nowhere: the SDK's cost without a network's."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+RECORDING = TracerProvider()
+RECORDING.add_span_processor(BatchSpanProcessor(_Dropped()))
+
+
+def with_tracing(timed: Timed, provider: trace.TracerProvider) -> Timed:
+    """The same contender with event tracing on: spans from ``provider``, the context in the headers."""
+
+    async def measured(client: Client, js: JetStreamContext, count: int) -> float:
+        event_tracing.enable(provider)
+        try:
+            return await timed(client, js, count)
+        finally:
+            event_tracing.disable()
+
+    return measured
+
+
+ADDED = {
+    "+ metrics": "Prometheus metrics",
+    "+ propagation": "trace context only (opentelemetry-api, no SDK)",
+    "+ tracing": "spans recorded by the SDK (batch processor, export dropped)",
+}
+"""The telemetry contenders, each the plain one plus this, and what it adds."""
+
 CONTENDERS: dict[str, dict[str, Timed]] = {
     "publish": {
         "ticketing-common": publish_ours,
         "ticketing-common + metrics": with_metrics(publish_ours),
+        "ticketing-common + propagation": with_tracing(publish_ours, trace.NoOpTracerProvider()),
+        "ticketing-common + tracing": with_tracing(publish_ours, RECORDING),
         "raw nats-py": publish_raw,
         "FastStream": publish_faststream,
     },
     "consume": {
         "ticketing-common": consume_ours,
         "ticketing-common + metrics": with_metrics(consume_ours),
+        "ticketing-common + propagation": with_tracing(consume_ours, trace.NoOpTracerProvider()),
+        "ticketing-common + tracing": with_tracing(consume_ours, RECORDING),
         "raw nats-py pull": consume_raw_pull,
         "raw nats-py push": consume_raw_push,
         "FastStream": consume_faststream,
@@ -294,6 +341,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def main(repeats: int, messages: int, latency_samples: int) -> None:
     logging.basicConfig(level=logging.ERROR)
+    event_tracing.disable()  # the plain contenders: no telemetry (opentelemetry-api is installed here)
     with NatsServer() as server:
         client = await nats.connect(server.url)
         js = client.jetstream()
@@ -335,8 +383,9 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
             print(f"{kind + ' ' + name:<40}{median:>9.0f}{spread}{ratios}")
     for kind, by_name in results.items():
         off = statistics.median(by_name["ticketing-common"])
-        on = statistics.median(by_name["ticketing-common + metrics"])
-        print(f"{kind}: metrics cost {(1 / on - 1 / off) * 1e6:+.1f} us per event (median off vs on)")
+        for added, what in ADDED.items():
+            on = statistics.median(by_name[f"ticketing-common {added}"])
+            print(f"{kind} {added}: {(1 / on - 1 / off) * 1e6:+.1f} us per event (medians), {what}")
     print(f"\n{'latency publish->handler (us)':<34}{'p50':>10}{'p99':>10}{'p50 - raw push':>16}")
     raw_p50 = percentile(latencies["raw nats-py push"], 0.5)
     for name, values in latencies.items():

@@ -7,7 +7,8 @@ paid at the same moment (a race: the demo says which side won and how the servic
 event is printed as it flows, with the service that produced it and those that consume it. Exits 0
 only if every step was observed; stops everything it started, also on failure or Ctrl-C.
 
-Run: ``nox -s demo``; ``nox -s demo -- --keep`` leaves the services running for curl or a browser.
+Run: ``nox -s demo``; ``nox -s demo -- --keep`` leaves the services running for curl or a browser;
+``nox -s demo -- --trace`` has the services export their spans (OTLP) and prints the buyer's order's trace.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from ticketing_common.testing import NatsServer
 
 sys.path.insert(0, str(Path(__file__).parent / "services"))
 import processes
+import traces
 
 HTTP_SERVICES = processes.HTTP_SERVICES
 PRODUCERS = {"ticket": "tickets", "order": "orders", "expiration": "expiration", "payment": "payments"}
@@ -141,12 +143,18 @@ async def call(client: httpx.AsyncClient, method: str, url: str, expected: int, 
     return response.json() if response.content else None
 
 
-async def until_status(client: httpx.AsyncClient, url: str, body: dict[str, Any], status: int) -> Any:  # noqa: ANN401 - JSON
+async def until_status(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    status: int,
+    headers: Callable[[], Mapping[str, str]] = dict,
+) -> Any:  # noqa: ANN401 - JSON
     """POST until it answers ``status``: the replica this route needs arrives by event, 404 until then."""
     answer: dict[str, Any] = {}
 
     async def accepted() -> bool:
-        response = await client.post(url, json=body)
+        response = await client.post(url, json=body, headers=headers())
         if response.status_code == status:
             answer.update(response.json())
             return True
@@ -158,8 +166,13 @@ async def until_status(client: httpx.AsyncClient, url: str, body: dict[str, Any]
     return answer
 
 
-async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext, window: float) -> None:
-    """Sign up, sell, order, pay, let one order expire, race another; each step is checked, not assumed."""
+async def story(
+    urls: dict[str, str], tap: EventTap, js: JetStreamContext, window: float, trace_id: str | None = None
+) -> None:
+    """Sign up, sell, order, pay, let one order expire, race another; each step is checked, not assumed.
+
+    With ``trace_id``, the buyer's order is sent in that trace (a ``traceparent`` header).
+    """
     seller, buyer, late, racer = (httpx.AsyncClient(timeout=10) for _ in range(4))
     async with seller, buyer, late, racer:
         auth, tickets, orders, payments = (urls[name] for name in HTTP_SERVICES)
@@ -180,7 +193,10 @@ async def story(urls: dict[str, str], tap: EventTap, js: JetStreamContext, windo
             seller, "POST", f"{tickets}/api/tickets", 201, json={"title": "Concert", "price": 20}
         )
         say(f"seller put ticket {concert['id']} on sale for $20")
-        order = await until_status(buyer, f"{orders}/api/orders", {"ticketId": concert["id"]}, 201)
+        in_trace = (lambda: traces.traceparent(trace_id)) if trace_id else dict
+        order = await until_status(
+            buyer, f"{orders}/api/orders", {"ticketId": concert["id"]}, 201, headers=in_trace
+        )
         say(f"buyer ordered it: order {order['id']}, expires at {order['expiresAt']}")
         await until(
             "the ticket shown reserved by the order",
@@ -317,17 +333,28 @@ async def _order_status(client: httpx.AsyncClient, orders: str, order_id: str, s
     return bool((await client.get(f"{orders}/api/orders/{order_id}")).json()["status"] == status)
 
 
-async def main(*, keep: bool, window: float) -> int:
+async def main(*, keep: bool, window: float, trace: bool = False) -> int:
     """Run the demo; return the exit status."""
     # The databases go with the run; the services' logs stay, to read after it (named at the end).
     logs = Path(tempfile.mkdtemp(prefix="ticketing-demo-logs-"))
     try:
-        return await _run(keep=keep, window=window, logs=logs)
+        if not trace:
+            return await _run(keep=keep, window=window, logs=logs)
+        with traces.collecting() as (collector, otel_env):
+            return await _run(keep=keep, window=window, logs=logs, tracing=(collector, otel_env))
     finally:
         say(f"the services' logs are kept in {logs}")
 
 
-async def _run(*, keep: bool, window: float, logs: Path) -> int:
+async def _run(
+    *,
+    keep: bool,
+    window: float,
+    logs: Path,
+    tracing: tuple[traces.Collector, Mapping[str, str]] | None = None,
+) -> int:
+    collector, otel_env = tracing or (None, {})
+    trace_id = traces.new_trace_id() if collector is not None else None
     with tempfile.TemporaryDirectory(prefix="ticketing-demo-") as tmp, NatsServer() as server:
         folder = Path(tmp)
         say(f"nats-server {server.version} with JetStream at {server.url}; databases in {folder}")
@@ -339,13 +366,16 @@ async def _run(*, keep: bool, window: float, logs: Path) -> int:
                 jwt_key=secrets.token_urlsafe(32),
                 database_url=lambda name: f"sqlite+aiosqlite:///{folder / name}.db",
                 logs=logs,
+                env=otel_env,
             ) as urls:
                 try:
                     js = client.jetstream()
                     await ready(urls, js)
                     tap = EventTap(js)
                     await tap.start()
-                    await story(urls, tap, js, window)
+                    await story(urls, tap, js, window, trace_id)
+                    if collector is not None and trace_id is not None:
+                        await show_trace(collector, trace_id)
                     say("OK: the whole story was observed")
                     if keep:
                         await _keep(urls, server.url)
@@ -356,6 +386,28 @@ async def _run(*, keep: bool, window: float, logs: Path) -> int:
         finally:
             await client.close()
     return 0
+
+
+TRACED = {
+    ("orders", "send order:created"),
+    ("tickets", "process order:created"),
+    ("payments", "process order:created"),
+    ("expiration", "process order:created"),
+    ("tickets", "send ticket:updated"),
+    ("orders", "process ticket:updated"),
+}
+"""What the trace of the buyer's order must hold: the event, each service's handling, the reply."""
+
+
+async def show_trace(collector: traces.Collector, trace_id: str) -> None:
+    """Wait until the services have exported the buyer's order's trace, then print it as a tree."""
+
+    async def complete() -> bool:
+        return {(span.service, span.name) for span in collector.trace(trace_id)} >= TRACED
+
+    await until("the buyer's order traced through every service", complete)
+    say(f"the trace of the buyer's order ({trace_id}), as the services exported it:")
+    print(traces.tree(collector.trace(trace_id)))
 
 
 async def _keep(urls: dict[str, str], nats_url: str) -> None:
@@ -398,6 +450,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the services running until Ctrl-C")
     parser.add_argument(
+        "--trace", action="store_true", help="print the trace of the buyer's order, from every service"
+    )
+    parser.add_argument(
         "--window",
         type=_window,
         default=3.0,
@@ -407,6 +462,6 @@ if __name__ == "__main__":
     for stop in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a shell may start us with it ignored
         signal.signal(stop, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(asyncio.run(main(keep=args.keep, window=args.window)))
+        sys.exit(asyncio.run(main(keep=args.keep, window=args.window, trace=args.trace)))
     print("interrupted before the story ended: everything stopped", flush=True)
     sys.exit(130)

@@ -16,6 +16,10 @@ from uuid import uuid4
 import nats.js.errors
 import pytest
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import make_url
 
 from ticketing_common import EVENTS_STREAM, TicketCreatedEvent
@@ -120,3 +124,21 @@ def databases_on(server: PostgresServer) -> DatabaseUrl:
         return url.render_as_string(hide_password=False)
 
     return new_database
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """The process's global tracer provider, the SDK's, recording into memory (the API allows one)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.fixture
+def spans(span_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """The spans ended during this test, by FastAPI, the package and the test itself."""
+    span_exporter.clear()
+    yield span_exporter
+    span_exporter.clear()

@@ -85,10 +85,11 @@ async def test_the_demo_splits_the_work_between_two_listeners() -> None:
 
 
 async def test_the_end_to_end_demo_observes_the_whole_story() -> None:
-    """The README's main command: five services, the story through HTTP, every event acked; exit 0."""
+    """The README's main command, with --trace: the story, every event acked, the order's trace; exit 0."""
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         str(EXAMPLES.parent / "end_to_end.py"),
+        "--trace",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -122,6 +123,19 @@ async def test_the_end_to_end_demo_observes_the_whole_story() -> None:
     assert int(seen) in {events, events + 1}, text
     assert "> order:cancelled" in text
     assert "expiration -> orders" in text
+    # The buyer's order's trace: each event's handling under its send, in the service that handled it.
+    tree = text.split("as the services exported it:\n", 1)[1]
+    for nested in (
+        "POST /api/orders  [orders, server",
+        "    send order:created  [orders, producer",
+        "      process order:created  [tickets, consumer",
+        "        send ticket:updated  [tickets, producer",
+        "          process ticket:updated  [orders, consumer",
+        "      process order:created  [payments, consumer",
+        "      process order:created  [expiration, consumer",
+        "        send schedule.expiration:complete.",
+    ):
+        assert f"\n{nested}" in f"\n{tree}", tree
     [logs] = re.findall(r"the services' logs are kept in (\S+)", text)
     await asyncio.to_thread(shutil.rmtree, logs)
 

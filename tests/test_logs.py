@@ -19,6 +19,8 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from conftest import eventually, ticket, wait_until
 from node_session import KEY
@@ -66,6 +68,21 @@ def test_json_lines_carry_time_level_logger_service_and_extra_fields(restored_lo
     assert first["timestamp"].endswith("Z")
     assert second["level"] == "error"
     assert second["exception"][0]["exc_type"] == "ValueError"
+
+
+def test_a_line_logged_inside_a_span_carries_its_trace_and_span_ids(
+    restored_logging: None, spans: InMemorySpanExporter
+) -> None:
+    """Inside a recorded span a line names the trace and span (to find it in the traces); outside, not."""
+    out = io.StringIO()
+    configure_logging("orders", log_format="json", stream=out)
+    with trace.get_tracer("test").start_as_current_span("handling") as span:
+        logging.getLogger("orders").info("inside")
+    logging.getLogger("orders").info("outside")
+    inside, outside = (json.loads(line) for line in out.getvalue().splitlines())
+    context = span.get_span_context()
+    assert (inside["trace_id"], inside["span_id"]) == (f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    assert "trace_id" not in outside
 
 
 def test_text_lines_are_one_per_record_with_level_logger_and_service(restored_logging: None) -> None:

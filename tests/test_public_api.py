@@ -13,6 +13,7 @@ import ticketing_common.deadletters
 import ticketing_common.errors
 import ticketing_common.fastapi
 import ticketing_common.health
+import ticketing_common.opentelemetry
 import ticketing_common.prometheus
 import ticketing_common.service
 import ticketing_common.sqlalchemy
@@ -38,6 +39,7 @@ def test_public_modules_export_what_they_define() -> None:
         ticketing_common.errors,
         ticketing_common.fastapi,
         ticketing_common.health,
+        ticketing_common.opentelemetry,
         ticketing_common.prometheus,
         ticketing_common.service,
         ticketing_common.structlog,
@@ -62,7 +64,7 @@ def test_the_core_import_stays_light() -> None:
     code = (
         "import sys, ticketing_common; "
         "extras = {'pytest', 'fastapi', 'starlette', 'jwt', 'sqlalchemy', 'uvicorn', 'alembic', "
-        "'structlog', 'prometheus_client'}; "
+        "'structlog', 'prometheus_client', 'opentelemetry'}; "
         "print(sorted(extras & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)  # noqa: S603

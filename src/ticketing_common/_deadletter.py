@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import Header
 
 from ticketing_common._event_log import event_fields
+from ticketing_common._instruments import TRACE_HEADERS
 from ticketing_common._jetstream import publish_acked
 from ticketing_common._streams import DEAD_LETTER_SUBJECT_PREFIX
 
@@ -58,9 +59,12 @@ async def send_to_dead_letters(
         SEQUENCE_HEADER: str(metadata.sequence.stream),
         DELIVERIES_HEADER: str(metadata.num_delivered),
     }
-    original_id = (msg.headers or {}).get(Header.MSG_ID)
+    original = msg.headers or {}
+    original_id = original.get(Header.MSG_ID)
     if original_id is not None:
         headers[ORIGINAL_MSG_ID_HEADER] = original_id
+    # The copy stays in the event's trace: its send span is a child of the original publish.
+    headers.update((name, original[name]) for name in TRACE_HEADERS if name in original)
     await publish_acked(
         js,
         dead_letter_subject(queue_group, msg.subject),

@@ -13,6 +13,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck
 
+from ticketing_common import _instruments
 from ticketing_common._instruments import OBSERVERS
 from ticketing_common.errors import PublishError
 
@@ -77,12 +78,30 @@ async def publish_acked(  # noqa: PLR0913 - every argument is one knob of one pu
     """Publish ``payload`` and return JetStream's PubAck, retrying transient failures until ``deadline`` s.
 
     Every attempt carries the same ``Nats-Msg-Id``, so an attempt that was stored but whose PubAck got
-    lost is de-duplicated by the server instead of stored twice.
+    lost is de-duplicated by the server instead of stored twice. With tracing on, the headers carry the
+    trace context too: that of ``headers``' own ``traceparent`` if given (an outbox row's), else the current.
 
     Raises:
         PublishError: the stream refused the message, or no attempt was acknowledged in time.
     """
     all_headers: dict[str, str] = {**(headers or {}), Header.MSG_ID: msg_id}
+    tracing = _instruments.TRACING
+    if tracing is None:
+        return await _publish_acked(js, subject, payload, all_headers, timeout=timeout, deadline=deadline)
+    with tracing.publishing(subject, msg_id, all_headers):
+        return await _publish_acked(js, subject, payload, all_headers, timeout=timeout, deadline=deadline)
+
+
+async def _publish_acked(  # noqa: PLR0913 - publish_acked's arguments, its headers complete
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    all_headers: dict[str, str],
+    *,
+    timeout: float,
+    deadline: float,
+) -> PubAck:
+    msg_id = all_headers[Header.MSG_ID]
 
     async def publish() -> PubAck:
         return await js.publish(subject, payload, timeout=timeout, headers=all_headers)

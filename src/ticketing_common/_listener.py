@@ -19,11 +19,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
+from ticketing_common import _instruments
 from ticketing_common._binding import bind_event_type
 from ticketing_common._deadletter import send_to_dead_letters
 from ticketing_common._event_log import event_fields
 from ticketing_common._events import Event
-from ticketing_common._instruments import OBSERVERS, Outcome
+from ticketing_common._instruments import OBSERVERS, Outcome, look_for_tracing
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE
 from ticketing_common._pull import ContinuousPull
 from ticketing_common._streams import EVENTS_STREAM
@@ -118,6 +119,7 @@ class BaseListener(abc.ABC, Generic[E]):
             raise TypeError(f"{cls.__qualname__} must set queue_group_name")
         if cls.concurrency < 1 or cls.max_deliver < 1 or cls.ack_wait <= 0:
             raise ValueError(f"{cls.__qualname__}: concurrency and max_deliver must be >= 1, ack_wait > 0")
+        look_for_tracing()
         self.client = client
         self._js = js if js is not None else client.jetstream()
         self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
@@ -250,8 +252,13 @@ class BaseListener(abc.ABC, Generic[E]):
             return
         started = time.perf_counter() if OBSERVERS else 0.0
         outcome: Outcome = "handled"
+        tracing = _instruments.TRACING
         try:
-            await self.on_message(data, msg)
+            if tracing is None:
+                await self.on_message(data, msg)
+            else:
+                with tracing.consuming(msg, self.queue_group_name):
+                    await self.on_message(data, msg)
             if logger.isEnabledFor(logging.DEBUG):  # the fields cost time on the hot path
                 logger.debug("event handled", extra=self._fields(msg))
         except OutOfOrder as early:

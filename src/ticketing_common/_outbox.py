@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     delete,
     func,
     insert,
@@ -36,7 +38,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ticketing_common import _instruments
 from ticketing_common._events import Event
+from ticketing_common._instruments import look_for_tracing
 from ticketing_common._jetstream import publish_acked
 from ticketing_common.errors import PublishError
 
@@ -50,6 +54,7 @@ class Outbox:
     """The outbox table of one service, declared on the service's own ``MetaData``."""
 
     def __init__(self, metadata: MetaData, *, table_name: str = "outbox") -> None:
+        look_for_tracing()
         if table_name in metadata.tables:  # a second app of the same service (tests, workers)
             self.table = metadata.tables[table_name]
             return
@@ -61,6 +66,9 @@ class Outbox:
             Column("msg_id", String(255), nullable=False),
             Column("data", LargeBinary, nullable=False),
             Column("created_at", DateTime(timezone=True), nullable=False),
+            # The W3C trace context of the transaction that wrote the row, as JSON headers (or NULL):
+            # the relay publishes in the request's trace, however late it runs.
+            Column("trace_context", Text, nullable=True),
             # SQLite would give a deleted row's id to the next row: ids must name one event for good.
             sqlite_autoincrement=True,
         )
@@ -72,12 +80,15 @@ class Outbox:
 
     async def add(self, session: AsyncSession, event: Event, *, msg_id: str | None = None) -> None:
         """Queue ``event`` in the session's transaction: it is published only if the transaction commits."""
+        tracing = _instruments.TRACING
+        carrier = tracing.carrier() if tracing is not None else None
         await session.execute(
             insert(self.table).values(
                 subject=str(event.subject),
                 msg_id=msg_id or event.message_id() or uuid.uuid4().hex,
                 data=event.model_dump_json().encode(),
                 created_at=datetime.now(UTC),
+                trace_context=json.dumps(carrier) if carrier else None,
             )
         )
 
@@ -143,7 +154,8 @@ class OutboxRelay:
 
     async def _publish_batch(self) -> int:
         table = self.outbox.table
-        query = select(table.c.id, table.c.subject, table.c.msg_id, table.c.data).order_by(table.c.id)
+        query = select(table.c.id, table.c.subject, table.c.msg_id, table.c.data, table.c.trace_context)
+        query = query.order_by(table.c.id)
         query = query.limit(self.batch)
         done: list[tuple[int, str]] = []
         if not self._claims:
@@ -170,14 +182,15 @@ class OutboxRelay:
         return len(done)
 
     async def _publish(
-        self, rows: Sequence[tuple[int, str, str, bytes]], done: list[tuple[int, str]]
+        self, rows: Sequence[tuple[int, str, str, bytes, str | None]], done: list[tuple[int, str]]
     ) -> None:
-        for row_id, subject, msg_id, data in rows:
+        for row_id, subject, msg_id, data, trace_context in rows:
             await publish_acked(
                 self._js,
                 subject,
                 data,
                 msg_id=msg_id,
+                headers=json.loads(trace_context) if trace_context else None,
                 timeout=self.publish_deadline,
                 deadline=self.publish_deadline,
             )

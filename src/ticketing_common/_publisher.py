@@ -14,6 +14,7 @@ from nats.js.api import PubAck
 
 from ticketing_common._binding import bind_event_type
 from ticketing_common._events import Event
+from ticketing_common._instruments import look_for_tracing
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE, publish_acked
 from ticketing_common._streams import EVENTS_STREAM, SCHEDULE_SUBJECT_PREFIX
 from ticketing_common._subjects import Subjects
@@ -61,6 +62,7 @@ class BasePublisher(Generic[E]):
                 f"{type(self).__qualname__} is not bound to an event type: "
                 "subclass BasePublisher[SomeEvent] and instantiate that"
             )
+        look_for_tracing()
         self.client = client
         self._js = js if js is not None else client.jetstream()
 

@@ -4,7 +4,8 @@
 a terminal, the default, or ``json`` for a log collector) and routes every stdlib logger through
 structlog's formatter: the package's, the service's, uvicorn's access log and any third party's. Every
 line has a timestamp (UTC), the level, the logger and the service; event lines add what the package
-passes as ``extra`` (subject, stream sequence, deliveries, queue group, message id)::
+passes as ``extra`` (subject, stream sequence, deliveries, queue group, message id), and a line logged
+inside a traced request or handler adds its ``trace_id`` and ``span_id`` (with opentelemetry-api)::
 
     2026-12-07T10:00:00.123456Z [warning  ] redelivered event [ticketing_common.listener] deliveries=2 ...
     {"subject": "order:created", "stream_sequence": 7, "deliveries": 2, "queue_group": "tickets-service",
@@ -58,6 +59,8 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _Service(service),
     ]
+    if (trace_context := _trace_context()) is not None:
+        shared.append(trace_context)
     rendering: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if log_format == "json":
         rendering += [
@@ -87,3 +90,20 @@ class _Service:
     def __call__(self, _logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
         event.setdefault("service", self.service)
         return event
+
+
+def _trace_context() -> Processor | None:
+    """With opentelemetry-api: a processor that adds the current span's ``trace_id`` and ``span_id``."""
+    try:
+        from opentelemetry.trace import get_current_span  # noqa: PLC0415 - only where it is installed
+    except ImportError:
+        return None
+
+    def add(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+        context = get_current_span().get_span_context()
+        if context.is_valid:  # a line logged while a request or an event is being handled
+            event.setdefault("trace_id", format(context.trace_id, "032x"))
+            event.setdefault("span_id", format(context.span_id, "016x"))
+        return event
+
+    return add

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ticketing_common import opentelemetry, structlog
 from ticketing_common.service import EnvironmentSettings, read_environment
-from ticketing_common.structlog import configure_from_env
 from ticketing_common.uvicorn import serve
 
 from .app import create_app
@@ -23,7 +23,8 @@ class _ExpirationEnvironment(EnvironmentSettings):
 
 
 if __name__ == "__main__":
-    configure_from_env("expiration")
+    structlog.configure_from_env("expiration")
+    opentelemetry.configure_from_env("expiration")
     env = read_environment(_ExpirationEnvironment, None, who="the expiration service")
     app = create_app(env.nats_url, stream_replicas=env.stream_replicas)
     raise SystemExit(serve(app, host=env.host, port=env.port))

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from pydantic import Field
 
+from ticketing_common import opentelemetry, structlog
 from ticketing_common.alembic import command_line
 from ticketing_common.service import (
     EnvironmentSettings,
@@ -17,7 +18,6 @@ from ticketing_common.service import (
     database_url_from_env,
     read_environment,
 )
-from ticketing_common.structlog import configure_from_env
 from ticketing_common.uvicorn import serve
 
 from .app import MIGRATIONS, create_app
@@ -31,7 +31,8 @@ if __name__ == "__main__":
     if sys.argv[1:]:  # migrate, revision, check: they need only the database
         raise SystemExit(command_line(MIGRATIONS, database_url_from_env("orders"), sys.argv[1:]))
     settings = ServiceSettings.from_env("orders", default_port=3002)
-    configure_from_env("orders")
+    structlog.configure_from_env("orders")
+    opentelemetry.configure_from_env("orders")
     env = read_environment(_OrdersEnvironment, None, who="the orders service")
     window = timedelta(seconds=env.expiration_window_seconds)
     app = create_app(settings, expiration_window=window)

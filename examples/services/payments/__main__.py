@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
+from ticketing_common import opentelemetry, structlog
 from ticketing_common.alembic import command_line
 from ticketing_common.service import ServiceSettings, database_url_from_env
-from ticketing_common.structlog import configure_from_env
 from ticketing_common.uvicorn import serve
 
 from .app import MIGRATIONS, create_app
@@ -19,5 +19,6 @@ if __name__ == "__main__":
     if sys.argv[1:]:  # migrate, revision, check: they need only the database
         raise SystemExit(command_line(MIGRATIONS, database_url_from_env("payments"), sys.argv[1:]))
     settings = ServiceSettings.from_env("payments", default_port=3003)
-    configure_from_env("payments")
+    structlog.configure_from_env("payments")
+    opentelemetry.configure_from_env("payments")
     raise SystemExit(serve(create_app(settings), host=settings.host, port=settings.port))
