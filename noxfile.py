@@ -65,9 +65,10 @@ def standalone(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmark the publisher and listener against raw nats-py and FastStream on one server."""
+    """Benchmark the publisher and listener against raw nats-py and FastStream, and the outbox's drain."""
     install(session, "bench")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+    session.run("python", "benchmarks/outbox_drain.py", *session.posargs)
 
 
 @nox.session

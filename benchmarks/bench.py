@@ -34,6 +34,8 @@ from ticketing_common.prometheus import Metrics
 from ticketing_common.testing import NatsServer
 
 SUBJECT = "ticket:created"
+WINDOW = 256
+"""PubAcks outstanding in publish_many (its default); nats-py's publish_async allows 4,000."""
 Timed = Callable[[Client, JetStreamContext, int], Awaitable[float]]
 
 
@@ -87,6 +89,27 @@ async def publish_faststream(client: Client, js: JetStreamContext, count: int) -
     elapsed = time.perf_counter() - started
     await broker.stop()
     return elapsed
+
+
+async def publish_many_ours(client: Client, js: JetStreamContext, count: int) -> float:
+    publisher, run = Publisher(client, js=js), uuid.uuid4().hex
+    events = [event(run, number) for number in range(count)]
+    started = time.perf_counter()
+    await publisher.publish_many(events, window=WINDOW)
+    return time.perf_counter() - started
+
+
+async def publish_many_raw(client: Client, js: JetStreamContext, count: int) -> float:
+    """nats-py's own pipelining: publish_async for every event, then publish_async_completed."""
+    run = uuid.uuid4().hex
+    events = [event(run, number) for number in range(count)]
+    started = time.perf_counter()
+    for item in events:
+        await js.publish_async(
+            SUBJECT, item.model_dump_json().encode(), headers={"Nats-Msg-Id": item.message_id()}
+        )
+    await js.publish_async_completed()
+    return time.perf_counter() - started
 
 
 # Consume throughput: `count` stored events, a new durable consumer, until all are validated and acked.
@@ -251,6 +274,10 @@ CONTENDERS: dict[str, dict[str, Timed]] = {
         "raw nats-py": publish_raw,
         "FastStream": publish_faststream,
     },
+    "publish many": {
+        "ticketing-common publish_many": publish_many_ours,
+        "raw nats-py publish_async": publish_many_raw,
+    },
     "consume": {
         "ticketing-common": consume_ours,
         "ticketing-common + metrics": with_metrics(consume_ours),
@@ -382,6 +409,8 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
             ratios = f"{median / best_raw:>10.2f}x{median / pull:>10.2f}x"
             print(f"{kind + ' ' + name:<40}{median:>9.0f}{spread}{ratios}")
     for kind, by_name in results.items():
+        if "ticketing-common" not in by_name:
+            continue
         off = statistics.median(by_name["ticketing-common"])
         for added, what in ADDED.items():
             on = statistics.median(by_name[f"ticketing-common {added}"])

@@ -17,6 +17,7 @@ from ticketing_common import (
     BasePublisher,
     OrderCancelledEvent,
     PublishError,
+    PublishManyError,
     TicketCreatedEvent,
     ensure_stream,
 )
@@ -119,5 +120,79 @@ async def test_publish_rides_out_a_server_restart() -> None:
             ack = await asyncio.wait_for(publishing, timeout=15)
             assert not ack.duplicate
             assert (await js.stream_info(EVENTS_STREAM)).state.messages == 1
+        finally:
+            await client.close()
+
+
+async def test_publish_many_stores_in_order_with_the_ids_publish_would_give(
+    jetstream: JetStreamContext,
+) -> None:
+    """500 events through a window of 64: PubAcks in order, consecutive sequences, the same message ids."""
+    publisher = TicketCreatedPublisher(jetstream._nc)
+    events = [ticket(number) for number in range(1, 501)]
+    acks = await publisher.publish_many(events, window=64)
+    assert [ack.seq for ack in acks] == list(range(acks[0].seq, acks[0].seq + 500))
+    for ack, event in zip(acks[::50], events[::50], strict=True):
+        stored = await jetstream.get_msg(EVENTS_STREAM, ack.seq)
+        assert (stored.headers or {})["Nats-Msg-Id"] == event.message_id()
+        assert TicketCreatedEvent.model_validate_json(stored.data or b"") == event
+    again = await publisher.publish_many(events[:10])
+    assert [ack.duplicate for ack in again] == [True] * 10
+    assert (await jetstream.stream_info(EVENTS_STREAM)).state.messages == 500
+
+
+async def test_publish_many_says_which_events_were_stored(jetstream: JetStreamContext) -> None:
+    """A refused event among good ones: PublishManyError names it; the others are stored, once."""
+    info = await jetstream.stream_info(EVENTS_STREAM)
+    info.config.max_msg_size = 256
+    await jetstream.update_stream(info.config)
+    too_large = TicketCreatedEvent(id="big", version=0, title="x" * 200, price=1, user_id="u1")
+    events = [ticket(1), too_large, ticket(3)]
+    with pytest.raises(PublishManyError, match="1 of 3 events not stored") as caught:
+        await TicketCreatedPublisher(jetstream._nc).publish_many(events)
+    error = caught.value
+    assert error.stored == [0, 2]
+    assert list(error.errors) == [1]
+    assert (error.subject, error.msg_id) == ("ticket:created", "ticket:created:big:0")
+    assert (await jetstream.stream_info(EVENTS_STREAM)).state.messages == 2
+
+
+async def test_publish_many_gives_up_at_the_deadline_and_says_nothing_was_stored(
+    nats_client: Client, jetstream: JetStreamContext
+) -> None:
+    """With no stream, every event fails transiently, is retried until the deadline, and is reported."""
+    await jetstream.delete_stream(EVENTS_STREAM)
+
+    class Impatient(TicketCreatedPublisher):
+        retry_deadline = 0.3
+
+    with pytest.raises(PublishManyError) as caught:
+        await Impatient(nats_client).publish_many([ticket(1), ticket(2)])
+    assert caught.value.stored == []
+    assert sorted(caught.value.errors) == [0, 1]
+
+
+async def test_publish_many_checks_every_type_before_publishing(jetstream: JetStreamContext) -> None:
+    """One event of another type: TypeError, and none of the list is stored."""
+    other = OrderCancelledEvent.model_validate_json('{"id": "o1", "version": 1, "ticket": {"id": "t1"}}')
+    with pytest.raises(TypeError):
+        await TicketCreatedPublisher(jetstream._nc).publish_many([ticket(1), other])  # type: ignore[list-item]
+    assert (await jetstream.stream_info(EVENTS_STREAM)).state.messages == 0
+
+
+async def test_publish_many_rides_out_a_server_restart() -> None:
+    """Events published while the server is down are stored, once each, when it is back."""
+    with NatsServer() as server:
+        client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+        try:
+            js = client.jetstream()
+            await ensure_stream(js)
+            server.stop()
+            events = [ticket(number) for number in range(1, 21)]
+            publishing = asyncio.create_task(TicketCreatedPublisher(client).publish_many(events))
+            await asyncio.to_thread(server.start)
+            acks = await asyncio.wait_for(publishing, timeout=30)
+            assert len(acks) == 20
+            assert (await js.stream_info(EVENTS_STREAM)).state.messages == 20
         finally:
             await client.close()

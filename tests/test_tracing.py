@@ -212,6 +212,23 @@ async def test_an_outbox_row_is_published_in_the_trace_of_the_transaction_that_w
     assert (stored.headers or {})["traceparent"].split("-")[2] == f"{send.context.span_id:016x}"
 
 
+async def test_each_event_of_publish_many_has_a_send_span_of_its_own(
+    nats_client: Client, jetstream: JetStreamContext, spans: InMemorySpanExporter
+) -> None:
+    """Pipelined, each event's headers carry its own send span, a child of the caller's span."""
+    with trace.get_tracer("test").start_as_current_span("the batch") as batch:
+        acks = await TicketCreatedPublisher(nats_client).publish_many([ticket(1), ticket(2), ticket(3)])
+    sent = named(spans, "send ticket:created")
+    sends = {(span.attributes or {})["messaging.message.id"]: span for span in sent}
+    assert len(sends) == 3
+    for ack in acks:
+        stored = await jetstream.get_msg(EVENTS_STREAM, ack.seq)
+        headers = stored.headers or {}
+        send = sends[headers["Nats-Msg-Id"]]
+        assert parent_of(send) == batch.get_span_context().span_id
+        assert headers["traceparent"].split("-")[2] == f"{send.context.span_id:016x}"
+
+
 async def test_a_schedule_carries_its_trace_to_the_event_the_server_publishes(
     nats_client: Client, jetstream: JetStreamContext, spans: InMemorySpanExporter
 ) -> None:

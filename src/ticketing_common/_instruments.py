@@ -8,6 +8,7 @@ FastStream's middlewares hang off its broker instead of running through every mo
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
@@ -36,14 +37,19 @@ class Observer(Protocol):
         """A queue group gave an event up; a copy is in the dead letters."""
 
 
+Sent = Callable[[BaseException | None], None]
+"""Ends the span of one publish: with None once it is stored, or with the error it failed with."""
+
+
 class Tracing(Protocol):
     """Carries a trace from each publish to each handling of the event, through the NATS headers."""
 
-    def publishing(self, subject: str, msg_id: str, headers: dict[str, str]) -> AbstractContextManager[None]:
-        """Span one publish (retries included) and write its trace context into ``headers``.
+    def sending(self, subject: str, msg_id: str, headers: dict[str, str]) -> Sent:
+        """Start the span of one publish (retries included) and write its trace context into ``headers``.
 
         Its parent is the trace context ``headers`` carry already (an outbox row's, written by the
-        request that made the event), else the current one.
+        request that made the event), else the current one. It is not made current: publishes that are
+        pipelined overlap.
         """
 
     def consuming(self, msg: Msg, queue_group: str) -> AbstractContextManager[None]:

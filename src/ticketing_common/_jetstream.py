@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 # What a restarting server, a cluster electing a stream leader or a reconnecting client look like from
 # here: the same publish, with the same message id, succeeds a moment later.
-_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncio.TimeoutError,  # nats.errors.TimeoutError is one too
     nats.errors.NoRespondersError,
     nats.errors.ConnectionReconnectingError,
@@ -55,7 +55,7 @@ async def ride_out(operation: Callable[[], Awaitable[T]], *, deadline: float, wh
         attempt += 1
         try:
             return await operation()
-        except _TRANSIENT_ERRORS as error:
+        except TRANSIENT_ERRORS as error:
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
                 error.add_note(f"{what}: gave up after {attempt} attempts in {deadline:g} s")
@@ -87,12 +87,18 @@ async def publish_acked(  # noqa: PLR0913 - every argument is one knob of one pu
     all_headers: dict[str, str] = {**(headers or {}), Header.MSG_ID: msg_id}
     tracing = _instruments.TRACING
     if tracing is None:
-        return await _publish_acked(js, subject, payload, all_headers, timeout=timeout, deadline=deadline)
-    with tracing.publishing(subject, msg_id, all_headers):
-        return await _publish_acked(js, subject, payload, all_headers, timeout=timeout, deadline=deadline)
+        return await publish_stored(js, subject, payload, all_headers, timeout=timeout, deadline=deadline)
+    sent = tracing.sending(subject, msg_id, all_headers)
+    try:
+        ack = await publish_stored(js, subject, payload, all_headers, timeout=timeout, deadline=deadline)
+    except BaseException as error:
+        sent(error)
+        raise
+    sent(None)
+    return ack
 
 
-async def _publish_acked(  # noqa: PLR0913 - publish_acked's arguments, its headers complete
+async def publish_stored(  # noqa: PLR0913 - publish_acked's arguments, its headers complete
     js: JetStreamContext,
     subject: str,
     payload: bytes,
@@ -101,6 +107,7 @@ async def _publish_acked(  # noqa: PLR0913 - publish_acked's arguments, its head
     timeout: float,
     deadline: float,
 ) -> PubAck:
+    """``publish_acked`` with its headers complete (``Nats-Msg-Id``, trace context) and no span of its own."""
     msg_id = all_headers[Header.MSG_ID]
 
     async def publish() -> PubAck:
@@ -109,7 +116,7 @@ async def _publish_acked(  # noqa: PLR0913 - publish_acked's arguments, its head
     started = time.perf_counter()
     try:
         ack = await ride_out(publish, deadline=deadline, what=f"publish to {subject} (Nats-Msg-Id {msg_id})")
-    except _TRANSIENT_ERRORS as error:
+    except TRANSIENT_ERRORS as error:
         raise PublishError(
             f"JetStream gave no PubAck for {subject!r} (Nats-Msg-Id {msg_id!r}) in {deadline:g} s; "
             f"last error: {error!r}. Is a stream bound to this subject (ensure_stream) and is the server "
@@ -123,12 +130,19 @@ async def _publish_acked(  # noqa: PLR0913 - publish_acked's arguments, its head
             subject=subject,
             msg_id=msg_id,
         ) from error
+    stored(subject, msg_id, ack, time.perf_counter() - started)
+    return ack
+
+
+def stored(subject: str, msg_id: str, ack: PubAck, seconds: float) -> None:
+    """Report an event JetStream acknowledged ``seconds`` after its publish began: observers, logs."""
     for observer in OBSERVERS:
-        observer.published(subject, time.perf_counter() - started, duplicate=bool(ack.duplicate))
-    fields = {"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
+        observer.published(subject, seconds, duplicate=bool(ack.duplicate))
     if ack.duplicate:
         # A retry, a replayed outbox row, a second relay: stored once, said so.
+        fields = {"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
         logger.info("duplicate publish: JetStream already holds this event, not stored again", extra=fields)
     elif logger.isEnabledFor(logging.DEBUG):
-        logger.debug("event published", extra=fields)
-    return ack
+        logger.debug(
+            "event published", extra={"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
+        )

@@ -41,8 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ticketing_common import _instruments
 from ticketing_common._events import Event
 from ticketing_common._instruments import look_for_tracing
-from ticketing_common._jetstream import publish_acked
-from ticketing_common.errors import PublishError
+from ticketing_common._pipeline import Outgoing, publish_acked_many
+from ticketing_common.errors import PublishError, PublishManyError
 
 if TYPE_CHECKING:
     from ticketing_common.sqlalchemy import Database
@@ -104,7 +104,7 @@ class OutboxRelay:
 
     Args:
         poll_interval: seconds between passes when nothing wakes the loop (rows left after an outage).
-        batch: rows per pass and per claim.
+        batch: rows per pass and per claim, published with that many PubAcks outstanding.
         publish_deadline: seconds one row may take to get its PubAck (retries included) before the pass
             gives up and leaves it, and those after it, for the next pass.
         flush_timeout: the longest ``flush()`` waits; a route answers after at most this long when NATS is
@@ -118,7 +118,7 @@ class OutboxRelay:
         client: Client,
         *,
         poll_interval: float = 1.0,
-        batch: int = 100,
+        batch: int = 500,
         publish_deadline: float = 5.0,
         flush_timeout: float = 1.0,
     ) -> None:
@@ -184,17 +184,22 @@ class OutboxRelay:
     async def _publish(
         self, rows: Sequence[tuple[int, str, str, bytes, str | None]], done: list[tuple[int, str]]
     ) -> None:
-        for row_id, subject, msg_id, data, trace_context in rows:
-            await publish_acked(
+        messages = [
+            Outgoing(subject, data, msg_id, json.loads(trace_context) if trace_context else None)
+            for _, subject, msg_id, data, trace_context in rows
+        ]
+        try:
+            await publish_acked_many(
                 self._js,
-                subject,
-                data,
-                msg_id=msg_id,
-                headers=json.loads(trace_context) if trace_context else None,
+                messages,
+                window=self.batch,
                 timeout=self.publish_deadline,
                 deadline=self.publish_deadline,
             )
-            done.append((row_id, msg_id))
+        except PublishManyError as error:
+            done.extend((rows[index][0], rows[index][2]) for index in error.stored)
+            raise
+        done.extend((row_id, msg_id) for row_id, _, msg_id, _, _ in rows)
 
     async def flush(self) -> bool:
         """Have what is committed now published; False (logged) if it is not in JetStream within the timeout.

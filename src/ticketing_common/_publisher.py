@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar
 
@@ -16,6 +17,7 @@ from ticketing_common._binding import bind_event_type
 from ticketing_common._events import Event
 from ticketing_common._instruments import look_for_tracing
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE, publish_acked
+from ticketing_common._pipeline import Outgoing, publish_acked_many
 from ticketing_common._streams import EVENTS_STREAM, SCHEDULE_SUBJECT_PREFIX
 from ticketing_common._subjects import Subjects
 
@@ -87,6 +89,27 @@ class BasePublisher(Generic[E]):
             msg_id=msg_id,
             timeout=self.timeout,
             deadline=self.retry_deadline,
+        )
+
+    async def publish_many(self, events: Sequence[E], *, window: int = 256) -> list[PubAck]:
+        """Publish ``events`` with up to ``window`` PubAcks outstanding; return their PubAcks, in order.
+
+        Each event has the message id ``publish`` would give it, so de-duplication is the same; one that
+        fails transiently is published again, alone, until ``retry_deadline``. They reach the stream in
+        the order given, except those that needed a retry.
+
+        Raises:
+            TypeError: an event is not of this publisher's event type (nothing is published then).
+            PublishManyError: some events were not stored: ``acks`` says which were (they stay stored).
+        """
+        for event in events:
+            self._check_type(event)
+        messages = [
+            Outgoing(self.subject, event.model_dump_json().encode(), event.message_id() or uuid.uuid4().hex)
+            for event in events
+        ]
+        return await publish_acked_many(
+            self._js, messages, window=window, timeout=self.timeout, deadline=self.retry_deadline
         )
 
     async def schedule(self, event: E, *, at: datetime, key: str) -> PubAck:

@@ -5,6 +5,7 @@ The whole tree::
     TicketingError
     ├── NotConnectedError (also a RuntimeError): the NATS client was used before connect() or after close()
     ├── PublishError: JetStream did not store an event (refused it, or gave no PubAck before the deadline)
+    │   └── PublishManyError: some events of a publish_many were not stored; it says which were
     ├── ConfigurationError (also a ValueError): a setting a service needs at start-up is missing or invalid
     ├── OutOfOrder: raised by a listener for an event whose predecessor has not been applied yet
     └── CustomError (abstract): an error answered to an HTTP client as {"errors": [{"message", "field"?}]}
@@ -32,6 +33,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NotRequired, Self, TypedDict
 
+from nats.js.api import PubAck
 from pydantic import ValidationError
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "OutOfOrder",
     "PayloadTooLargeError",
     "PublishError",
+    "PublishManyError",
     "RequestValidationError",
     "TicketingError",
     "TooManyRequestsError",
@@ -74,6 +77,34 @@ class PublishError(TicketingError):
         super().__init__(message)
         self.subject = subject
         self.msg_id = msg_id
+
+
+class PublishManyError(PublishError):
+    """Some events of a pipelined publish were not stored; the others were, and stay stored.
+
+    Attributes:
+        acks: one entry per event, in the order given: its PubAck, or None if it is not stored.
+        errors: why each event that is not stored failed, by its index.
+        subject, msg_id: those of the first event not stored.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        acks: Sequence[PubAck | None],
+        errors: Mapping[int, BaseException],
+        subject: str,
+        msg_id: str,
+    ) -> None:
+        super().__init__(message, subject=subject, msg_id=msg_id)
+        self.acks = list(acks)
+        self.errors = dict(errors)
+
+    @property
+    def stored(self) -> list[int]:
+        """The indexes of the events that are stored."""
+        return [index for index, ack in enumerate(self.acks) if ack is not None]
 
 
 class ConfigurationError(TicketingError, ValueError):

@@ -35,7 +35,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from ticketing_common._instruments import set_tracing
+from ticketing_common._instruments import Sent, set_tracing
 from ticketing_common._version import __version__
 from ticketing_common.errors import ConfigurationError, OutOfOrder
 
@@ -63,9 +63,8 @@ class EventTracing:
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer("ticketing_common", __version__, tracer_provider)
 
-    @contextmanager
-    def publishing(self, subject: str, msg_id: str, headers: dict[str, str]) -> Iterator[None]:
-        """A PRODUCER span around one publish; its context goes into ``headers`` for the consumers."""
+    def sending(self, subject: str, msg_id: str, headers: dict[str, str]) -> Sent:
+        """Start a PRODUCER span for one publish, its context in ``headers``; the result ends it."""
         # An outbox row's stored context: the request's trace, not the relay's.
         parent = propagate.extract(headers) if _TRACEPARENT in headers else None
         attributes = {
@@ -75,11 +74,19 @@ class EventTracing:
             _OPERATION_TYPE: "send",
             _OPERATION_NAME: "publish",
         }
-        with self._tracer.start_as_current_span(
+        span = self._tracer.start_span(
             f"send {subject}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
-        ):
-            propagate.inject(headers)
-            yield
+        )
+        propagate.inject(headers, context=trace.set_span_in_context(span, parent))
+
+        def sent(error: BaseException | None) -> None:
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, f"{type(error).__qualname__}: {error}"))
+                span.set_attribute("error.type", type(error).__qualname__)
+            span.end()
+
+        return sent
 
     @contextmanager
     def consuming(self, msg: Msg, queue_group: str) -> Iterator[None]:
