@@ -24,6 +24,7 @@ from ticketing_common._binding import bind_event_type
 from ticketing_common._deadletter import send_to_dead_letters
 from ticketing_common._event_log import event_fields
 from ticketing_common._events import Event
+from ticketing_common._handoff import Handoff
 from ticketing_common._instruments import OBSERVERS, Outcome, look_for_tracing
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE
 from ticketing_common._pull import ContinuousPull
@@ -122,7 +123,7 @@ class BaseListener(abc.ABC, Generic[E]):
         look_for_tracing()
         self.client = client
         self._js = js if js is not None else client.jetstream()
-        self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
+        self._queue: Handoff[Msg | None] = Handoff()
         # Delivered and not finished: kept alive with in-progress acks until the handler is done.
         self._in_hand: dict[int, Msg] = {}
         # Stream sequences this replica nak'ed to wait for a predecessor: their redelivery is expected.
@@ -201,15 +202,14 @@ class BaseListener(abc.ABC, Generic[E]):
             return
         _listening.discard(self)
         await self._pull.stop()
-        while not self._queue.empty():
-            msg = self._queue.get_nowait()
+        for msg in self._queue.take_all():
             if msg is not None:
                 self._in_hand.pop(id(msg), None)
                 await self._release(msg)
         workers, keep_alive = self._tasks[:-1], self._tasks[-1]
         self._tasks = []
         for _ in workers:
-            self._queue.put_nowait(None)
+            self._queue.put(None)
         _done, unfinished = await asyncio.wait(workers, timeout=self.ack_wait if timeout is None else timeout)
         for task in (*unfinished, keep_alive):
             task.cancel()
@@ -220,7 +220,7 @@ class BaseListener(abc.ABC, Generic[E]):
 
     def _deliver(self, msg: Msg) -> None:
         self._in_hand[id(msg)] = msg
-        self._queue.put_nowait(msg)
+        self._queue.put(msg)
 
     async def _work(self) -> None:
         queue = self._queue
@@ -233,7 +233,8 @@ class BaseListener(abc.ABC, Generic[E]):
                 # Only the connection can fail here (ack/nak/dead letter): JetStream redelivers.
                 logger.exception("could not settle %s: it will be redelivered", msg.subject)
             del self._in_hand[id(msg)]
-            await self._pull.finished()
+            if self._pull.wants_more:
+                await self._pull.refill()
 
     async def _handle(self, msg: Msg) -> None:
         try:

@@ -36,7 +36,7 @@ class ContinuousPull:
 
     ``in_hand()`` says how many delivered messages are not finished yet: they count against
     ``prefetch``, so that no more is fetched than the listener can handle before ``ack_wait`` runs out.
-    Call ``finished()`` after each, to ask for more.
+    After each, ``if pull.wants_more: await pull.refill()``.
     """
 
     def __init__(  # noqa: PLR0913 - the consumer, where messages go, and the three timings
@@ -61,6 +61,7 @@ class ContinuousPull:
         self._deliver = deliver
         self._in_hand = in_hand
         self._prefetch = prefetch
+        self._refill_at = max(1, prefetch // 2)
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{config.durable_name}"
         self._request_template = {
             "expires": int(expires * 1e9),
@@ -107,18 +108,20 @@ class ContinuousPull:
         """Create the durable consumer, or update it to this configuration."""
         await self._js.add_consumer(self._stream, self._config)
 
-    async def finished(self) -> None:
-        """Note that one delivered message is done with, and ask for more when half the window is free."""
+    @property
+    def wants_more(self) -> bool:
+        """Whether half the window is free: call ``refill()`` then (after each message done with)."""
+        # A property, not a coroutine, because it is asked once per message and is almost always False.
+        return self._prefetch - self._outstanding - self._in_hand() >= self._refill_at
+
+    async def refill(self) -> None:
+        """Ask for as many messages as the window has room for, if that is at least half of it."""
         await self._refill()
 
     async def _refill(self) -> None:
         wanted = self._prefetch - self._outstanding - self._in_hand()
         # Ask in halves: one request per message would cost a round trip each.
-        if (
-            wanted < max(1, self._prefetch // 2)
-            or self._subscription is None
-            or not self._client.is_connected
-        ):
+        if wanted < self._refill_at or self._subscription is None or not self._client.is_connected:
             return
         request = {"batch": wanted, **self._request_template}
         self._outstanding += wanted
