@@ -65,10 +65,12 @@ def standalone(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmark the publisher and listener against raw nats-py and FastStream, and the outbox's drain."""
+    """Benchmark publisher and listener against raw nats-py and FastStream; outbox, memory, a service."""
     install(session, "bench")
     session.run("python", "benchmarks/bench.py", *session.posargs)
     session.run("python", "benchmarks/outbox_drain.py", *session.posargs)
+    session.run("python", "benchmarks/memory.py", *session.posargs)
+    session.run("python", "benchmarks/service.py", *session.posargs)
 
 
 @nox.session

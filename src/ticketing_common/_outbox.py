@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -140,19 +140,25 @@ class OutboxRelay:
         self._succeeded = 0
         self._progress = asyncio.Condition()
 
-    async def publish_pending(self) -> int:
-        """Publish every row not claimed by another relay, oldest first; return how many. Stops at a failure.
+    async def publish_pending(self, all_published: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Publish the rows not claimed by another relay, oldest first; return how many. Stops at a failure.
+
+        ``all_published`` is awaited once the last rows have their PubAcks, before they are deleted.
 
         Raises:
             PublishError: JetStream did not store a row; it and those after it stay queued.
         """
         published = 0
         async with self._lock:
-            while rows_done := await self._publish_batch():
+            while True:
+                rows_done = await self._publish_batch(all_published)
                 published += rows_done
-        return published
+                # A short batch was all there was: one more SELECT would find nothing, and a route's
+                # flush waits for it (rows committed since then have flushes of their own coming).
+                if rows_done < self.batch:
+                    return published
 
-    async def _publish_batch(self) -> int:
+    async def _publish_batch(self, all_published: Callable[[], Awaitable[None]] | None) -> int:
         table = self.outbox.table
         query = select(table.c.id, table.c.subject, table.c.msg_id, table.c.data, table.c.trace_context)
         query = query.order_by(table.c.id)
@@ -163,6 +169,8 @@ class OutboxRelay:
                 rows = (await session.execute(query)).all()
             try:
                 await self._publish(rows, done)
+                if all_published is not None and len(rows) < self.batch:
+                    await all_published()
             finally:
                 if done:
                     # Another relay on this SQLite file may have deleted these rows and a new row reused
@@ -175,6 +183,8 @@ class OutboxRelay:
             rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
             try:
                 await self._publish(rows, done)
+                if all_published is not None and len(rows) < self.batch:
+                    await all_published()
             finally:
                 # The published rows go even when a later one failed: the claim ends with this transaction.
                 if done:
@@ -247,14 +257,23 @@ class OutboxRelay:
         while True:
             self._wake.clear()
             covers = self._requested
+
+            async def published(covers: int = covers) -> None:
+                # The flushes this pass covers are answered at the PubAcks, not after the rows' delete.
+                self._succeeded = max(self._succeeded, covers)
+                await self._settle(covers)
+
             try:
-                await self.publish_pending()
+                await self.publish_pending(published)
             except Exception:
                 logger.exception("outbox relay failed; retrying in %.1f s", self.poll_interval)
             else:
-                self._succeeded = covers
-            async with self._progress:
-                self._settled = covers
-                self._progress.notify_all()
+                self._succeeded = max(self._succeeded, covers)
+            await self._settle(covers)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _settle(self, covers: int) -> None:
+        async with self._progress:
+            self._settled = max(self._settled, covers)
+            self._progress.notify_all()
