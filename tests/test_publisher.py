@@ -24,6 +24,12 @@ from ticketing_common import (
 from ticketing_common.testing import NatsServer
 
 
+class Impatient(TicketCreatedPublisher):
+    """Gives up after 0.3 s of transient failures, for the tests of what a publish does then."""
+
+    retry_deadline = 0.3
+
+
 async def test_publish_returns_once_the_event_is_stored(jetstream: JetStreamContext) -> None:
     """After publish() returns, the stream holds the event's camelCase JSON on its subject."""
     publisher = TicketCreatedPublisher(jetstream._nc)
@@ -74,10 +80,6 @@ async def test_no_stream_gives_a_clear_publish_error(
 ) -> None:
     """With no stream for the subject, publish() raises PublishError naming subject, id and the fix."""
     await jetstream.delete_stream(EVENTS_STREAM)
-
-    class Impatient(TicketCreatedPublisher):
-        retry_deadline = 0.3
-
     with pytest.raises(PublishError, match=r"'ticket:created'.*ensure_stream") as caught:
         await Impatient(nats_client).publish(ticket(1))
     assert caught.value.msg_id == "ticket:created:t1:0"
@@ -162,10 +164,6 @@ async def test_publish_many_gives_up_at_the_deadline_and_says_nothing_was_stored
 ) -> None:
     """With no stream, every event fails transiently, is retried until the deadline, and is reported."""
     await jetstream.delete_stream(EVENTS_STREAM)
-
-    class Impatient(TicketCreatedPublisher):
-        retry_deadline = 0.3
-
     with pytest.raises(PublishManyError) as caught:
         await Impatient(nats_client).publish_many([ticket(1), ticket(2)])
     assert caught.value.stored == []

@@ -95,30 +95,28 @@ class _Pipeline:
                     continue
                 self.in_flight.append((index, future, started))
                 if len(self.in_flight) >= window:
-                    await self._settle(*self.in_flight.popleft())
-                    self._settle_arrived()
+                    await self._settle_oldest()
             while self.in_flight:
-                await self._settle(*self.in_flight.popleft())
-                self._settle_arrived()
+                await self._settle_oldest()
         finally:
             for _, future, _ in self.in_flight:  # cancelled midway: nothing left waiting on a PubAck
                 future.cancel()
 
-    async def _settle(self, index: int, future: asyncio.Future[PubAck], started: float) -> None:
+    async def _settle_oldest(self) -> None:
+        """Wait for the oldest PubAck, then take every one that has arrived meanwhile."""
+        index, future, started = self.in_flight.popleft()
         if not future.done():
             # Each PubAck is awaited up to ``timeout`` after its own send, not after the previous one's:
             # a window of lost messages times out together, not one after the other.
             remaining = max(0.0, started + self.timeout - time.perf_counter())
             await asyncio.wait((future,), timeout=remaining)  # raises nothing: the future says how it ended
-            if not future.done():
-                future.cancel()  # nats-py then forgets it and frees its slot
-                self.errors[index] = TimeoutError(f"no PubAck in {self.timeout:g} s")
-                return
-        self._settled(index, future, started)
-
-    def _settle_arrived(self) -> None:
-        # After a wait, the PubAcks of a whole burst have usually arrived: taking them all without
-        # yielding lets the next sends go out together, in one write, as nats-py's own pipelining does.
+        if future.done():
+            self._settled(index, future, started)
+        else:
+            future.cancel()  # nats-py then forgets it and frees its slot
+            self.errors[index] = TimeoutError(f"no PubAck in {self.timeout:g} s")
+        # The PubAcks of a whole burst have usually arrived by now: taking them all without yielding
+        # lets the next sends go out together, in one write, as nats-py's own pipelining does.
         while self.in_flight and self.in_flight[0][1].done():
             self._settled(*self.in_flight.popleft())
 
