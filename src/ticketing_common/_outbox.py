@@ -105,8 +105,8 @@ class OutboxRelay:
     Args:
         poll_interval: seconds between passes when nothing wakes the loop (rows left after an outage).
         batch: rows per pass and per claim, published with that many PubAcks outstanding.
-        publish_deadline: seconds one row may take to get its PubAck (retries included) before the pass
-            gives up and leaves it, and those after it, for the next pass.
+        publish_deadline: seconds a pass's rows may take to get their PubAcks (retries included) before
+            the pass gives up and leaves those not stored for the next one.
         flush_timeout: the longest ``flush()`` waits; a route answers after at most this long when NATS is
             down, its event safe in the outbox.
     """
@@ -168,9 +168,7 @@ class OutboxRelay:
             async with self.database.sessions() as session:
                 rows = (await session.execute(query)).all()
             try:
-                await self._publish(rows, done)
-                if all_published is not None and len(rows) < self.batch:
-                    await all_published()
+                await self._publish(rows, done, all_published)
             finally:
                 if done:
                     # Another relay on this SQLite file may have deleted these rows and a new row reused
@@ -182,9 +180,7 @@ class OutboxRelay:
         async with self.database.transaction() as session:
             rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
             try:
-                await self._publish(rows, done)
-                if all_published is not None and len(rows) < self.batch:
-                    await all_published()
+                await self._publish(rows, done, all_published)
             finally:
                 # The published rows go even when a later one failed: the claim ends with this transaction.
                 if done:
@@ -192,7 +188,10 @@ class OutboxRelay:
         return len(done)
 
     async def _publish(
-        self, rows: Sequence[tuple[int, str, str, bytes, str | None]], done: list[tuple[int, str]]
+        self,
+        rows: Sequence[tuple[int, str, str, bytes, str | None]],
+        done: list[tuple[int, str]],
+        all_published: Callable[[], Awaitable[None]] | None,
     ) -> None:
         messages = [
             Outgoing(subject, data, msg_id, json.loads(trace_context) if trace_context else None)
@@ -210,6 +209,8 @@ class OutboxRelay:
             done.extend((rows[index][0], rows[index][2]) for index in error.stored)
             raise
         done.extend((row_id, msg_id) for row_id, _, msg_id, _, _ in rows)
+        if all_published is not None and len(rows) < self.batch:  # the pass's last rows
+            await all_published()
 
     async def flush(self) -> bool:
         """Have what is committed now published; False (logged) if it is not in JetStream within the timeout.
