@@ -138,11 +138,11 @@ def stored(subject: str, msg_id: str, ack: PubAck, seconds: float) -> None:
     """Report an event JetStream acknowledged ``seconds`` after its publish began: observers, logs."""
     for observer in OBSERVERS:
         observer.published(subject, seconds, duplicate=bool(ack.duplicate))
+    if not ack.duplicate and not logger.isEnabledFor(logging.DEBUG):  # the fields cost time on the hot path
+        return
+    fields = {"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
     if ack.duplicate:
         # A retry, a replayed outbox row, a second relay: stored once, said so.
-        fields = {"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
         logger.info("duplicate publish: JetStream already holds this event, not stored again", extra=fields)
-    elif logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "event published", extra={"subject": subject, "stream_sequence": ack.seq, "msg_id": msg_id}
-        )
+    else:
+        logger.debug("event published", extra=fields)
