@@ -56,6 +56,12 @@ def ticket_ref(ticket: dict[str, Any], **more_defs: dict[str, Any]) -> dict[str,
 
 
 STATUS = {"type": "string", "enum": ["created", "cancelled"], "title": "Status"}
+MODELS = {
+    "A": event({"id": STRING, "note": NULLABLE_STRING}, ["id"], title="A"),
+    "B": event({"id": STRING, "seats": INTEGER}, title="B"),
+}
+"""Two models a field may hold one of (a union), as pydantic puts them in $defs."""
+REF_A, REF_B = {"$ref": "#/$defs/A"}, {"$ref": "#/$defs/B"}
 TICKET = event({"id": STRING, "price": NUMBER}, title="Ticket")
 
 # (id, before, after, expected findings as (path, rule)); the subject is always "thing:happened".
@@ -209,6 +215,60 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[tuple[str, Rule]]]] =
         event({"seats": {"type": "array", "items": STRING}}),
         {("$.seats[]", Rule.TYPE_CHANGED)},
     ),
+    (
+        "union of two models narrowed to one",
+        event({"item": {"anyOf": [REF_A, REF_B]}}, defs=MODELS),
+        event({"item": REF_A}, defs=MODELS),
+        {("$.item", Rule.UNION_MEMBER_REMOVED)},
+    ),
+    (
+        "union of one model widened to two",
+        event({"item": REF_A}, defs=MODELS),
+        event({"item": {"anyOf": [REF_A, REF_B]}}, defs=MODELS),
+        {("$.item", Rule.UNION_MEMBER_ADDED)},
+    ),
+    (
+        "anyOf members reordered",
+        event({"item": {"anyOf": [REF_A, REF_B]}}, defs=MODELS),
+        event({"item": {"anyOf": [REF_B, REF_A]}}, defs=MODELS),
+        set(),
+    ),
+    (
+        "oneOf members reordered, nullable",
+        event({"item": {"oneOf": [REF_A, REF_B, {"type": "null"}]}}, defs=MODELS),
+        event({"item": {"oneOf": [{"type": "null"}, REF_B, REF_A]}}, defs=MODELS),
+        set(),
+    ),
+    (
+        "a member's nested anyOf changed, members reordered",
+        event({"item": {"anyOf": [REF_A, REF_B]}}, defs=MODELS),
+        event(
+            {"item": {"anyOf": [REF_B, REF_A]}},
+            defs={
+                **MODELS,
+                "A": event({"id": STRING, "note": {"anyOf": [INTEGER, {"type": "null"}]}}, ["id"], title="A"),
+            },
+        ),
+        {("$.item.note", Rule.TYPE_CHANGED)},
+    ),
+    (
+        "change inside an allOf wrapper of a $ref",
+        event(
+            {"ticket": {"allOf": [{"$ref": "#/$defs/Ticket"}], "description": "the ticket"}},
+            defs={"Ticket": TICKET},
+        ),
+        event(
+            {"ticket": {"allOf": [{"$ref": "#/$defs/Ticket"}], "description": "the ticket"}},
+            defs={"Ticket": event({"id": STRING, "price": INTEGER}, title="Ticket")},
+        ),
+        {("$.ticket.price", Rule.TYPE_CHANGED)},
+    ),
+    (
+        "required field added to one part of an allOf composition",
+        event({"ticket": {"allOf": [event({"id": STRING}), event({"price": NUMBER})]}}),
+        event({"ticket": {"allOf": [event({"id": STRING}), event({"price": NUMBER, "seat": STRING})]}}),
+        {("$.ticket.seat", Rule.FIELD_ADDED_REQUIRED)},
+    ),
 ]
 
 
@@ -239,6 +299,8 @@ def test_each_rule_on_a_before_after_pair(
                 Rule.MADE_REQUIRED,
                 Rule.MADE_OPTIONAL,
                 Rule.TYPE_CHANGED,
+                Rule.UNION_MEMBER_ADDED,
+                Rule.UNION_MEMBER_REMOVED,
                 Rule.ENUM_VALUE_ADDED,
                 Rule.ENUM_VALUE_REMOVED,
                 Rule.SUBJECT_CHANGED,

@@ -55,6 +55,8 @@ class Rule(StrEnum):
     MADE_REQUIRED = "optional field made required"
     MADE_OPTIONAL = "required field made optional"
     TYPE_CHANGED = "type changed"
+    UNION_MEMBER_ADDED = "union member added"
+    UNION_MEMBER_REMOVED = "union member removed"
     ENUM_VALUE_ADDED = "enum value added"
     ENUM_VALUE_REMOVED = "enum value removed"
     CONSTRAINT_CHANGED = "constraint changed"
@@ -77,6 +79,8 @@ LEVELS: dict[Rule, Level] = {
             Rule.MADE_REQUIRED,
             Rule.MADE_OPTIONAL,
             Rule.TYPE_CHANGED,
+            Rule.UNION_MEMBER_ADDED,  # old consumers cannot read the new kind
+            Rule.UNION_MEMBER_REMOVED,  # new consumers cannot read the old kind
             Rule.ENUM_VALUE_ADDED,
             Rule.ENUM_VALUE_REMOVED,
             Rule.CONSTRAINT_CHANGED,
@@ -157,17 +161,25 @@ class _Comparison:
             return
         self.keywords(path, old, new)
         self.enum(path, old, new)
-        # Same type set: compare what is inside each branch (the non-null one of a nullable field, items).
-        for old_option, new_option in zip(_branches(old), _branches(new), strict=True):
-            old_branch = _resolve(old_option, self.old_root)
-            new_branch = _resolve(new_option, self.new_root)
+        # Same type set: compare what is inside each branch (the non-null one of a nullable field, items),
+        # each old member with the new member of the same name, whatever their order.
+        old_members, new_members = _members(old, new), _members(new, old)
+        for name in old_members.keys() - new_members.keys():
+            self.add(path, Rule.UNION_MEMBER_REMOVED, name)
+        for name in new_members.keys() - old_members.keys():
+            self.add(path, Rule.UNION_MEMBER_ADDED, name)
+        for name in old_members.keys() & new_members.keys():
+            old_branch = _resolve(old_members[name], self.old_root)
+            new_branch = _resolve(new_members[name], self.new_root)
             if "properties" in old_branch or "properties" in new_branch:
                 self.properties(path, old_branch, new_branch, seen)
             if "items" in old_branch and "items" in new_branch:
                 self.schema(f"{path}[]", old_branch["items"], new_branch["items"], seen)
 
     def keywords(self, path: str, old: Schema, new: Schema) -> None:
-        if path != "$" and any(old.get(key) != new.get(key) for key in _DOCUMENTATION):
+        # A field that became a union, or stopped being one, is a union change: its title goes with it.
+        same_shape = (_union(old) is None) == (_union(new) is None)
+        if path != "$" and same_shape and any(old.get(key) != new.get(key) for key in _DOCUMENTATION):
             self.add(path, Rule.DOCUMENTATION_CHANGED)
         for key in _CONSTRAINTS:
             if old.get(key) != new.get(key):
@@ -208,21 +220,60 @@ class _Comparison:
 
 
 def _resolve(schema: Schema, root: Schema) -> Schema:
-    # Local references only, as pydantic writes them (#/$defs/Name); keys beside a $ref win.
-    while "$ref" in schema:
-        name = schema["$ref"].removeprefix("#/$defs/")
-        schema = {**root.get("$defs", {})[name], **{k: v for k, v in schema.items() if k != "$ref"}}
+    # Local references only, as pydantic writes them (#/$defs/Name); keys beside a $ref win. An allOf
+    # (pydantic's wrapper of a $ref with a description, or a composition) is the merge of its members.
+    while "$ref" in schema or "allOf" in schema:
+        if "$ref" in schema:
+            name = schema["$ref"].removeprefix("#/$defs/")
+            schema = {**root.get("$defs", {})[name], **{k: v for k, v in schema.items() if k != "$ref"}}
+        else:
+            merged: Schema = {}
+            for member in schema["allOf"]:
+                merged = _merge(merged, _resolve(member, root))
+            schema = _merge(merged, {k: v for k, v in schema.items() if k != "allOf"})
     return schema
 
 
-def _branches(schema: Schema) -> list[Schema]:
-    # A nullable field is anyOf [X, null]: compare the X branches, in a stable order.
-    options = schema.get("anyOf") or schema.get("oneOf")
-    if not options:
-        return [schema]
-    return sorted(
-        (option for option in options if option.get("type") != "null"), key=lambda s: str(s.get("type"))
-    )
+def _merge(first: Schema, second: Schema) -> Schema:
+    # What a value must satisfy under both: properties and required lists add up, other keys: the latter.
+    merged = {**first, **second}
+    if "properties" in first and "properties" in second:
+        merged["properties"] = {**first["properties"], **second["properties"]}
+    if "required" in first and "required" in second:
+        merged["required"] = [
+            *first["required"],
+            *(n for n in second["required"] if n not in first["required"]),
+        ]
+    return merged
+
+
+def _union(schema: Schema) -> list[Schema] | None:
+    return schema.get("anyOf") or schema.get("oneOf")
+
+
+def _members(schema: Schema, other: Schema) -> dict[str, Schema]:
+    """The non-null members of a union (or the schema itself), by name: the model's, else the type's.
+
+    A nullable field is anyOf [X, null]: its member is X. Members are matched by name, so reordering a
+    union changes nothing; two unnamed members of one type are told apart by their rank among them.
+    Where neither side is a union, the one schema is its own member, whatever its title.
+    """
+    if _union(schema) is None and _union(other) is None:
+        return {"": schema}
+    options = _union(schema) or [schema]
+    members: dict[str, Schema] = {}
+    for option in options:
+        if option.get("type") == "null":
+            continue
+        name = (
+            option.get("$ref", "").removeprefix("#/$defs/") or option.get("title") or str(option.get("type"))
+        )
+        rank, key = 1, name
+        while key in members:
+            rank += 1
+            key = f"{name} #{rank}"
+        members[key] = option
+    return members
 
 
 def _types(schema: Schema, root: Schema) -> frozenset[str]:
