@@ -252,6 +252,16 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[tuple[str, Rule]]]] =
         {("$.item.note", Rule.TYPE_CHANGED)},
     ),
     (
+        "nullable nested model renamed, same fields",
+        event({"item": {"anyOf": [REF_A, {"type": "null"}], "default": None}}, [], defs=MODELS),
+        event(
+            {"item": {"anyOf": [{"$ref": "#/$defs/Renamed"}, {"type": "null"}], "default": None}},
+            [],
+            defs={"Renamed": {**MODELS["A"], "title": "Renamed"}},
+        ),
+        set(),
+    ),
+    (
         "change inside an allOf wrapper of a $ref",
         event(
             {"ticket": {"allOf": [{"$ref": "#/$defs/Ticket"}], "description": "the ticket"}},

@@ -164,13 +164,18 @@ class _Comparison:
         # Same type set: compare what is inside each branch (the non-null one of a nullable field, items),
         # each old member with the new member of the same name, whatever their order.
         old_members, new_members = _members(old, new), _members(new, old)
-        for name in old_members.keys() - new_members.keys():
+        pairs = [(old_members[name], new_members[name]) for name in old_members.keys() & new_members.keys()]
+        gone = [name for name in old_members if name not in new_members]
+        came = [name for name in new_members if name not in old_members]
+        # A member under another name (a nested model renamed) is compared with the one that left.
+        pairs += [(old_members[a], new_members[b]) for a, b in zip(gone, came, strict=False)]
+        for name in gone[len(came) :]:
             self.add(path, Rule.UNION_MEMBER_REMOVED, name)
-        for name in new_members.keys() - old_members.keys():
+        for name in came[len(gone) :]:
             self.add(path, Rule.UNION_MEMBER_ADDED, name)
-        for name in old_members.keys() & new_members.keys():
-            old_branch = _resolve(old_members[name], self.old_root)
-            new_branch = _resolve(new_members[name], self.new_root)
+        for old_member, new_member in pairs:
+            old_branch = _resolve(old_member, self.old_root)
+            new_branch = _resolve(new_member, self.new_root)
             if "properties" in old_branch or "properties" in new_branch:
                 self.properties(path, old_branch, new_branch, seen)
             if "items" in old_branch and "items" in new_branch:
@@ -277,7 +282,7 @@ def _members(schema: Schema, other: Schema) -> dict[str, Schema]:
 
 
 def _types(schema: Schema, root: Schema) -> frozenset[str]:
-    options = schema.get("anyOf") or schema.get("oneOf") or [schema]
+    options = _union(schema) or [schema]
     kinds: set[str] = set()
     for option in options:
         kind = _resolve(option, root).get("type", "any")
