@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import nats
 import pytest
@@ -22,6 +24,8 @@ from ticketing_common import (
     ensure_stream,
 )
 from ticketing_common.testing import NatsServer
+
+T = TypeVar("T")
 
 
 class Impatient(TicketCreatedPublisher):
@@ -109,21 +113,31 @@ def test_an_unbound_publisher_cannot_be_made() -> None:
         BasePublisher(None)  # type: ignore[arg-type]
 
 
-async def test_publish_rides_out_a_server_restart() -> None:
-    """A publish made while the server is down completes, stored once, when the server is back."""
+async def across_a_restart(
+    publish: Callable[[Client], Coroutine[Any, Any, T]], *, timeout: float
+) -> tuple[T, int]:
+    """Start ``publish`` while the server is down, start the server; its result, and the events stored."""
     with NatsServer() as server:
         client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
         try:
             js = client.jetstream()
             await ensure_stream(js)
             server.stop()
-            publishing = asyncio.create_task(TicketCreatedPublisher(client).publish(ticket(7)))
+            publishing = asyncio.create_task(publish(client))
             await asyncio.to_thread(server.start)
-            ack = await asyncio.wait_for(publishing, timeout=15)
-            assert not ack.duplicate
-            assert (await js.stream_info(EVENTS_STREAM)).state.messages == 1
+            result = await asyncio.wait_for(publishing, timeout=timeout)
+            return result, (await js.stream_info(EVENTS_STREAM)).state.messages
         finally:
             await client.close()
+
+
+async def test_publish_rides_out_a_server_restart() -> None:
+    """A publish made while the server is down completes, stored once, when the server is back."""
+    ack, stored = await across_a_restart(
+        lambda client: TicketCreatedPublisher(client).publish(ticket(7)), timeout=15
+    )
+    assert not ack.duplicate
+    assert stored == 1
 
 
 async def test_publish_many_stores_in_order_with_the_ids_publish_would_give(
@@ -180,17 +194,9 @@ async def test_publish_many_checks_every_type_before_publishing(jetstream: JetSt
 
 async def test_publish_many_rides_out_a_server_restart() -> None:
     """Events published while the server is down are stored, once each, when it is back."""
-    with NatsServer() as server:
-        client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
-        try:
-            js = client.jetstream()
-            await ensure_stream(js)
-            server.stop()
-            events = [ticket(number) for number in range(1, 21)]
-            publishing = asyncio.create_task(TicketCreatedPublisher(client).publish_many(events))
-            await asyncio.to_thread(server.start)
-            acks = await asyncio.wait_for(publishing, timeout=30)
-            assert len(acks) == 20
-            assert (await js.stream_info(EVENTS_STREAM)).state.messages == 20
-        finally:
-            await client.close()
+    events = [ticket(number) for number in range(1, 21)]
+    acks, stored = await across_a_restart(
+        lambda client: TicketCreatedPublisher(client).publish_many(events), timeout=30
+    )
+    assert len(acks) == 20
+    assert stored == 20
