@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import wait_until
 from ticketing_common._handoff import Handoff
 
 
@@ -42,3 +43,23 @@ async def test_a_worker_cancelled_while_waiting_is_skipped() -> None:
     await asyncio.sleep(0)
     handoff.put("item")
     assert await waiting == "item"
+
+
+async def test_workers_whose_handlers_wait_are_woken_one_after_another() -> None:
+    """Three workers, three items, handlers that wait: each worker takes one, none is left asleep."""
+    handoff: Handoff[int] = Handoff()
+    started: list[int] = []
+    gate = asyncio.Event()
+
+    async def worker() -> None:
+        started.append(await handoff.get())
+        await gate.wait()
+
+    workers = [asyncio.create_task(worker()) for _ in range(3)]
+    await asyncio.sleep(0)
+    for item in (1, 2, 3):
+        handoff.put(item)
+    await wait_until(lambda: len(started) == 3, what="all three workers started")
+    gate.set()
+    await asyncio.gather(*workers)
+    assert started == [1, 2, 3]

@@ -10,6 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
@@ -20,9 +21,11 @@ from ticketing_common import (
     BaseListener,
     OrderCreatedEvent,
     TicketCreatedEvent,
+    _pull,
     dead_letter_subject,
 )
 from ticketing_common._listener import delivery_count
+from ticketing_common._pull import deliver_directly
 from ticketing_common.versioning import should_apply
 
 
@@ -74,6 +77,25 @@ async def test_events_published_before_listening_are_delivered(
     await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
     await listener.close()
     assert listener.ids == [f"t{n}" for n in range(10)]
+
+
+def test_nats_py_still_has_the_queue_the_pull_takes_the_place_of() -> None:
+    """The pull hands messages on without nats-py's per-subscription queue, a private part it checks for."""
+    subscription = Subscription(conn=None, id=1, subject="_INBOX.x")
+    assert deliver_directly(subscription, print)
+
+
+async def test_without_that_queue_the_pull_falls_back_to_a_callback(
+    nats_client: Client, jetstream: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should nats-py lose that private queue, events still arrive in order, through a callback."""
+    monkeypatch.setattr(_pull, "deliver_directly", lambda *_: False)
+    listener = Recorder(nats_client)
+    await listener.listen()
+    await publish(nats_client, 5)
+    await wait_until(lambda: len(listener.handled) == 5)
+    await listener.close()
+    assert listener.ids == [f"t{n}" for n in range(5)]
 
 
 async def test_the_handler_gets_the_validated_model(nats_client: Client, jetstream: JetStreamContext) -> None:

@@ -6,10 +6,12 @@ import abc
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -29,13 +31,13 @@ from ticketing_common._instruments import OBSERVERS, Outcome, look_for_tracing
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE
 from ticketing_common._pull import ContinuousPull
 from ticketing_common._streams import EVENTS_STREAM
-from ticketing_common._subjects import Subjects
 from ticketing_common.errors import OutOfOrder
 
 E = TypeVar("E", bound=Event)
 
 logger = logging.getLogger("ticketing_common.listener")
 _MAX_WAITING = 10_000
+_NOT_IN_NAMES = re.compile(r"[.:*>]")
 
 # Listeners that are consuming, so that closing the connection holder can stop them first.
 _listening: weakref.WeakSet[BaseListener[Any]] = weakref.WeakSet()
@@ -91,7 +93,7 @@ class BaseListener(abc.ABC, Generic[E]):
     """
 
     event_type: ClassVar[type[Event]]
-    subject: ClassVar[Subjects]
+    subject: ClassVar[StrEnum]
     queue_group_name: ClassVar[str]
     ack_wait: ClassVar[float] = 5.0
     max_deliver: ClassVar[int] = 10
@@ -138,11 +140,14 @@ class BaseListener(abc.ABC, Generic[E]):
             prefetch=cls.prefetch or max(256, 8 * cls.concurrency),
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # A first delivery's ack subject starts so (in the form without a domain): no parse needed.
+        self._first_delivery = f"$JS.ACK.{cls.stream}.{self.durable_name}.1."
 
     @property
     def durable_name(self) -> str:
         """The durable consumer's name: the queue group, and the subject (a group consumes several)."""
-        return f"{self.queue_group_name}_{self.subject.value.replace(':', '_')}"
+        # A consumer's name may not hold "." (nor "*", ">"), which a service's own subjects may.
+        return f"{self.queue_group_name}_{_NOT_IN_NAMES.sub('_', self.subject.value)}"
 
     def consumer_config(self) -> ConsumerConfig:
         """Return the durable consumer's configuration; override to tune what the options do not cover."""
@@ -223,27 +228,29 @@ class BaseListener(abc.ABC, Generic[E]):
         self._queue.put(msg)
 
     async def _work(self) -> None:
-        queue = self._queue
-        while (msg := await queue.get()) is not None:
+        # Locals: this loop runs once per event, and attribute look-ups are a measurable part of it.
+        queue, in_hand, pull, handle = self._queue, self._in_hand, self._pull, self._handle
+        waiting = queue.items
+        while (msg := queue.take() if waiting else await queue.get()) is not None:
             try:
-                await self._handle(msg)
+                await handle(msg)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # Only the connection can fail here (ack/nak/dead letter): JetStream redelivers.
                 logger.exception("could not settle %s: it will be redelivered", msg.subject)
-            del self._in_hand[id(msg)]
-            if self._pull.wants_more:
-                await self._pull.refill()
+            del in_hand[id(msg)]
+            if pull.wants_more:
+                await pull.refill()
 
     async def _handle(self, msg: Msg) -> None:
         try:
             # The class binds event_type to E, which a ClassVar cannot spell.
-            data = cast("E", self.event_type.model_validate_json(msg.data))
+            data: E = self.event_type.model_validate_json(msg.data)  # type: ignore[assignment]
         except pydantic.ValidationError as error:
             await self._dead_letter(msg, f"invalid {self.event_type.__qualname__}: {error}")
             return
-        deliveries = delivery_count(msg)
+        deliveries = 1 if msg.reply.startswith(self._first_delivery) else delivery_count(msg)
         if deliveries > 1:
             self._log_redelivery(msg)
         if deliveries > self.max_deliver:
