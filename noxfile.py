@@ -7,10 +7,19 @@ import nox
 nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "faults", "lint", "typecheck", "contracts"]
+nox.options.sessions = ["tests", "faults", "lint", "typecheck", "contracts", "docs"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-TYPED_PATHS = ["src", "examples", "typing_tests", "benchmarks", "tests", "scripts", "noxfile.py"]
+TYPED_PATHS = [
+    "src",
+    "examples",
+    "typing_tests",
+    "benchmarks",
+    "tests",
+    "scripts",
+    "docs/hooks.py",
+    "noxfile.py",
+]
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -86,6 +95,16 @@ def contracts(session: nox.Session) -> None:
     """Check the event contracts against the last released snapshot (semantic versioning gate)."""
     session.install(".")
     session.run("ticketing-contracts", "check", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ with --strict; ``nox -s docs -- serve`` serves it instead."""
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
 
 
 @nox.session

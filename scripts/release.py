@@ -1,5 +1,8 @@
 """Release ticketing-common: checks, contract gate, version bump, CHANGELOG, build, twine check, upload, tag.
 
+The release commit carries the contracts of the version: its JSON Schema snapshot, the AsyncAPI document
+and the TypeScript declarations for Node services (``contracts/typescript``, an npm package folder).
+
 ``nox -s release -- patch|minor|major [--repository-url URL] [--dry-run]``. It refuses on a dirty tree, on a
 failing check, and on a bump smaller than the contract changes since the last release need; a refusal or a
 failure leaves the tree as it was. twine reads ``TWINE_USERNAME`` / ``TWINE_PASSWORD`` (or the keyring):
@@ -27,10 +30,12 @@ from ticketing_common.contracts import (  # noqa: E402 - after the path to this 
     Level,
     bump,
     check,
+    event_types,
     format_version,
     parse_version,
     write_asyncapi,
     write_snapshot,
+    write_typescript,
 )
 
 VERSION_FILE = ROOT / "src" / "ticketing_common" / "_version.py"
@@ -58,7 +63,8 @@ def run(*command: str, capture: bool = False) -> str:
 def contract_gate(level: Level) -> str:
     """Refuse a bump smaller than the contract changes need, listing those that need more; return the version.
 
-    The version is a bump of the last released one, or the project's own for a first release.
+    The version is a bump of the last released one (of the baseline's 0.0.0 for a first release), or
+    the project's own for a first release in a tree with no baseline.
     """
     needed, findings, released = check(CONTRACTS)
     if released is None:
@@ -98,6 +104,7 @@ def release(level: Level, repository_url: str, *, dry_run: bool, checks: list[st
         update_changelog(version, dt.datetime.now(dt.UTC).date())
         write_snapshot(CONTRACTS, parse_version(version))
         write_asyncapi(CONTRACTS / "asyncapi.yaml", version)
+        write_typescript(CONTRACTS / "typescript", event_types(), version)
         with tempfile.TemporaryDirectory(prefix="ticketing-release-") as dist:
             run(sys.executable, "-m", "build", "--outdir", dist)
             built = sorted(str(path) for path in Path(dist).iterdir())

@@ -15,6 +15,7 @@ import yaml
 
 from ticketing_common import Subjects, TicketCreatedEvent
 from ticketing_common.contracts import (
+    BASELINE,
     Level,
     Rule,
     asyncapi_document,
@@ -393,6 +394,38 @@ def test_the_check_command_fails_when_the_version_is_too_low(
     assert "major: payment:created $.amount: field removed" in out
     assert "needs a major release (2.0.0 or later)" in err
     assert main(["--dir", folder, "check", "--version", "2.0.0.dev0"]) == 0
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_committed_baseline_holds_todays_contracts() -> None:
+    """contracts/baseline.json, the gate's base until the first release, holds the models as they are."""
+    baseline = json.loads((ROOT / "contracts" / BASELINE).read_text())
+    assert baseline["version"] == "0.0.0"
+    assert baseline["events"] == current_contracts()
+
+
+def test_against_the_baseline_a_breaking_change_fails_and_an_addition_needs_the_next_minor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before any release: a removed field fails at 0.x (it needs 1.0.0); a new event passes at 0.1.0."""
+    folder = str(tmp_path)
+    assert main(["--dir", folder, "baseline"]) == 0
+    contracts = current_contracts()
+    del contracts["payment:created"]["properties"]["stripeId"]
+    contracts["payment:created"]["required"].remove("stripeId")
+    monkeypatch.setattr("ticketing_common.contracts.current_contracts", lambda: contracts)
+    capsys.readouterr()
+    assert main(["--dir", folder, "check", "--version", "0.1.0.dev0"]) == 1
+    out, err = capsys.readouterr()
+    assert "major: payment:created $.stripeId: field removed" in out
+    assert "since the baseline (nothing released yet)" in err
+    assert "needs a major release (1.0.0 or later)" in err
+    added = {**current_contracts(), "ticket:reviewed": contracts["ticket:created"]}
+    monkeypatch.setattr("ticketing_common.contracts.current_contracts", lambda: added)
+    assert main(["--dir", folder, "check", "--version", "0.1.0.dev0"]) == 0
+    assert "(minor)" in capsys.readouterr().out
 
 
 def test_the_asyncapi_document_has_every_subject_and_resolves(tmp_path: Path) -> None:

@@ -1,8 +1,13 @@
-"""The README's code runs: its snippets are examples a user copies, so they are tested like code."""
+"""The README's and the documentation site's code runs: snippets are examples users copy, tested as code.
+
+Every python block of README.md and docs/ is executed (each alone, so each must stand alone), but those
+of the adding-an-event guide, which tests/test_guides.py follows step by step in a clone.
+"""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -10,29 +15,47 @@ import pytest
 
 from node_session import KEY
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
-SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+ROOT = Path(__file__).parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FOLLOWED_ELSEWHERE = ROOT / "docs" / "guides" / "new-event.md"
+SNIPPETS = [
+    (page, snippet)
+    for page in PAGES
+    if page != FOLLOWED_ELSEWHERE
+    for snippet in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+]
 
 
-def run(snippet: str) -> dict[str, object]:
-    namespace: dict[str, object] = {"__name__": "readme"}
-    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own README, on purpose
+def run(snippet: str, page: Path = ROOT / "README.md") -> dict[str, object]:
+    namespace: dict[str, object] = {"__name__": "docs"}
+    exec(compile(snippet, str(page), "exec"), namespace)  # noqa: S102 - our own documentation, on purpose
     return namespace
 
 
-def test_every_snippet_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each python block of the README imports only what exists and defines what it shows."""
+@pytest.mark.parametrize(
+    ("page", "snippet"), SNIPPETS, ids=[f"{p.name}:{n}" for n, (p, _) in enumerate(SNIPPETS)]
+)
+def test_every_snippet_runs(page: Path, snippet: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each python block imports only what exists and defines what it shows."""
     monkeypatch.setenv("JWT_KEY", KEY)
-    assert len(SNIPPETS) >= 2
-    for snippet in SNIPPETS:
-        run(snippet)
+    run(snippet, page)
+
+
+def test_the_pytest_setting_the_testing_guide_gives_is_the_projects_own() -> None:
+    """The asyncio_mode the testing guide tells users to set is the one this project's tests run with."""
+    guide = (ROOT / "docs" / "guides" / "testing.md").read_text()
+    [toml] = re.findall(r"```toml\n(.*?)```", guide, flags=re.DOTALL)
+    given = tomllib.loads(toml)["tool"]["pytest"]["ini_options"]
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert given == {"asyncio_mode": "auto"}
+    assert ours["asyncio_mode"] == "auto"
 
 
 async def test_the_web_snippet_serves_what_its_comments_say(monkeypatch: pytest.MonkeyPatch) -> None:
     """The FastAPI example signs a user in, creates a ticket for them, and answers errors as documented."""
     monkeypatch.setenv("JWT_KEY", KEY)
-    [snippet] = [snippet for snippet in SNIPPETS if "install_error_handlers" in snippet]
-    app = run(snippet)["app"]
+    [(page, snippet)] = [(page, snippet) for page, snippet in SNIPPETS if "install_error_handlers" in snippet]
+    app = run(snippet, page)["app"]
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         signed_out = await client.post("/api/tickets", json={"title": "t", "price": 1})

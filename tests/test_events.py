@@ -137,10 +137,11 @@ def test_expires_at_is_written_as_javascript_to_iso_string() -> None:
         "[]",
     ],
 )
-def test_wrong_types_are_rejected(raw: str) -> None:
+@pytest.mark.parametrize("given_as", ["JSON text", "json.loads"])
+def test_wrong_types_are_rejected(raw: str, given_as: str) -> None:
     """A string version, a fraction, a negative version, a number id, a missing field: all rejected."""
     with pytest.raises(pydantic.ValidationError):
-        TicketCreatedEvent.model_validate_json(raw)
+        validate(TicketCreatedEvent, raw, given_as)
 
 
 @pytest.mark.parametrize(
@@ -158,10 +159,38 @@ def test_wrong_types_are_rejected(raw: str) -> None:
         '{"id":"o","version":0,"status":"created","userId":"u","expiresAt":"2026-01-01T00:00:00Z","ticket":{"id":"t"}}',
     ],
 )
-def test_wrong_order_created_is_rejected(raw: str) -> None:
+@pytest.mark.parametrize("given_as", ["JSON text", "json.loads"])
+def test_wrong_order_created_is_rejected(raw: str, given_as: str) -> None:
     """An unknown status, a time without a zone, a non-time, a nested ticket without price: all rejected."""
     with pytest.raises(pydantic.ValidationError):
-        OrderCreatedEvent.model_validate_json(raw)
+        validate(OrderCreatedEvent, raw, given_as)
+
+
+def validate(model: type[Event], raw: str, given_as: str) -> Event:
+    if given_as == "JSON text":
+        return model.model_validate_json(raw)
+    return model.model_validate(json.loads(raw))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("version", "0"), ("version", True), ("expiresAt", 1767225600), ("status", 1), ("userId", 5)],
+)
+def test_the_wire_form_as_python_objects_is_read_and_wrong_types_are_not(field: str, value: object) -> None:
+    """Parsed JSON (an ISO time, a status string) validates as the text does; "0", true or a number do not."""
+    wire = {
+        "id": "o",
+        "version": 0,
+        "status": "created",
+        "userId": "u",
+        "expiresAt": "2026-01-01T00:00:00.000Z",
+        "ticket": {"id": "t", "price": 1},
+    }
+    event = OrderCreatedEvent.model_validate(wire)
+    assert (event.status, event.expires_at) == (OrderStatus.CREATED, datetime(2026, 1, 1, tzinfo=UTC))
+    assert event == OrderCreatedEvent.model_validate_json(json.dumps(wire))
+    with pytest.raises(pydantic.ValidationError, match=field):
+        OrderCreatedEvent.model_validate({**wire, field: value})
 
 
 def test_unknown_fields_from_newer_producers_are_ignored() -> None:

@@ -90,6 +90,19 @@ def test_model_to_json_to_model_is_identity(model: type[Event]) -> None:
 
 
 @pytest.mark.parametrize("model", list(EVENTS), ids=lambda m: m.__name__)
+def test_the_wire_form_as_python_objects_round_trips(model: type[Event]) -> None:
+    """model_validate takes json.loads of the wire and model_dump(mode="json") back to the same event."""
+
+    @given(EVENTS[model])
+    def round_trip(event: Event) -> None:
+        assert model.model_validate(json.loads(event.model_dump_json())) == event
+        assert model.model_validate(event.model_dump(mode="json")) == event
+        assert model.model_validate(event.model_dump()) == event
+
+    round_trip()
+
+
+@pytest.mark.parametrize("model", list(EVENTS), ids=lambda m: m.__name__)
 def test_json_keys_are_exactly_the_original_names(model: type[Event]) -> None:
     """Serialised keys are the original camelCase names (orderId only when present), nested ones too."""
 

@@ -198,6 +198,7 @@ def test_a_full_release_uploads_commits_tags_and_installs_typed(
     assert (clone / "src" / "ticketing_common" / "_version.py").read_text() == '__version__ = "1.0.0"\n'
     assert (clone / "contracts" / "1.0.0.json").is_file()
     assert (clone / "contracts" / "asyncapi.yaml").is_file()
+    assert "1.0.0" in (clone / "contracts" / "typescript" / "order-created-event.d.ts").read_text()
     changelog = (clone / "CHANGELOG.md").read_text()
     assert re.search(r"## \[Unreleased\]\n\n## \[1\.0\.0\] - \d{4}-\d{2}-\d{2}\n", changelog)
 
@@ -225,3 +226,27 @@ def test_a_full_release_uploads_commits_tags_and_installs_typed(
     assert typed.returncode == 0, typed.stdout + typed.stderr
     ran = sh(tmp_path, python, str(service))
     assert ran.returncode == 0, ran.stderr
+
+
+def test_the_readme_installs_from_a_git_url_and_from_a_local_checkout(tmp_path: Path) -> None:
+    """The README's two other install lines: a tag of a git repository by URL, then a checkout's path."""
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install "ticketing-common @ git+https://' in readme
+    assert "pip install ./ticketing-common " in readme
+    checkout = tmp_path / "ticketing-common"
+    git(tmp_path, "clone", "--quiet", str(ROOT), str(checkout))
+    git(checkout, "tag", "v0.1.0")
+    venv = tmp_path / "venv"
+    assert sh(tmp_path, sys.executable, "-m", "venv", str(venv)).returncode == 0
+    python = str(venv / "bin" / "python")
+    # A name with a git+file URL needs a pip newer than some Pythons bring (23.2 refuses it).
+    assert sh(tmp_path, python, "-m", "pip", "install", "--quiet", "--upgrade", "pip").returncode == 0
+    show = ["-c", "import importlib.metadata as m, ticketing_common; print(m.version('ticketing-common'))"]
+    # The second one replaces the first (and leaves the dependencies it installed alone).
+    for source, *flags in (
+        (f"ticketing-common @ git+file://{checkout}@v0.1.0",),
+        ("./ticketing-common", "--force-reinstall", "--no-deps"),
+    ):
+        installed = sh(tmp_path, python, "-m", "pip", "install", "--quiet", *flags, source)
+        assert installed.returncode == 0, installed.stderr
+        assert sh(tmp_path, python, *show).stdout.strip() == "0.1.0.dev0", source

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, assert_type
+from enum import StrEnum
+from typing import ClassVar, Literal, assert_type
 
 from ticketing_common import (
+    BasePublisher,
+    Event,
     OrderCreatedEvent,
     OrderStatus,
     Subjects,
@@ -27,3 +30,22 @@ def events(order: OrderCreatedEvent, ticket: TicketUpdatedEvent) -> None:
 def versions(current: int | None) -> None:
     assert_type(decide(current, 1), Decision)
     assert_type(should_apply(current, 1, record="ticket t1"), bool)
+
+
+class ReviewSubjects(StrEnum):
+    REVIEW_POSTED = "reviews.review:posted"
+
+
+class ReviewPostedEvent(Event):
+    subject: ClassVar[Literal[ReviewSubjects.REVIEW_POSTED]] = ReviewSubjects.REVIEW_POSTED
+
+    stars: int
+
+
+class ReviewPostedPublisher(BasePublisher[ReviewPostedEvent]):
+    pass
+
+
+async def an_event_of_a_services_own(publisher: ReviewPostedPublisher) -> None:
+    assert_type(ReviewPostedEvent.subject, Literal[ReviewSubjects.REVIEW_POSTED])
+    await publisher.publish(ReviewPostedEvent(stars=5))

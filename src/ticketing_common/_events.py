@@ -7,9 +7,18 @@ subject in a class variable, so a publisher or listener bound to a model knows w
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+)
 from pydantic.alias_generators import to_camel
 
 from ticketing_common._subjects import OrderStatus, Subjects
@@ -46,8 +55,26 @@ def _to_iso_string(value: datetime) -> str:
     )
 
 
+def _text_as_on_the_wire(adapter: TypeAdapter[object]) -> BeforeValidator:
+    """Read a string given as a Python object as the JSON text it is, with the same strict rules.
+
+    Strict mode takes only a datetime or an enum member from Python objects, so the wire's own form as
+    ``json.loads`` or ``model_dump(mode="json")`` gives it (an ISO string, a status string) would be refused.
+    Only strings for these types are read so: "20" stays no version, and ``true`` no number.
+    """
+
+    def parse(value: object) -> object:
+        # JSON input too: past a before-validator, the JSON string is a Python one to the strict type.
+        if isinstance(value, str):
+            return adapter.validate_strings(value, strict=True)
+        return value
+
+    return BeforeValidator(parse)
+
+
 JsDatetime = Annotated[
     AwareDatetime,
+    _text_as_on_the_wire(TypeAdapter(AwareDatetime)),
     AfterValidator(_to_js_precision),
     PlainSerializer(_to_iso_string, return_type=str, when_used="json"),
 ]
@@ -56,6 +83,7 @@ JsDatetime = Annotated[
 _Id = Annotated[str, Field(min_length=1)]
 _Version = Annotated[int, Field(ge=0)]
 _Price = Annotated[float, Field(allow_inf_nan=False)]
+_Status = Annotated[OrderStatus, _text_as_on_the_wire(TypeAdapter(OrderStatus))]
 
 
 class _WireModel(
@@ -76,9 +104,12 @@ class _WireModel(
 
 
 class Event(_WireModel):
-    """Base of every event: the data of one message, bound to one subject."""
+    """Base of every event: the data of one message, bound to one subject.
 
-    subject: ClassVar[Subjects]
+    The shared events' subjects are ``Subjects``; a service's own event names one of its own ``StrEnum``.
+    """
+
+    subject: ClassVar[StrEnum]
 
     def message_id(self) -> str | None:
         """Return the JetStream de-duplication id of this event, or None when it has no natural one."""
@@ -130,7 +161,7 @@ class OrderCreatedEvent(VersionedEvent):
 
     subject: ClassVar[Literal[Subjects.ORDER_CREATED]] = Subjects.ORDER_CREATED
 
-    status: OrderStatus
+    status: _Status
     user_id: _Id
     expires_at: JsDatetime
     ticket: OrderCreatedTicket

@@ -119,8 +119,8 @@ async def publish_stored(  # noqa: PLR0913 - publish_acked's arguments, its head
     except TRANSIENT_ERRORS as error:
         raise PublishError(
             f"JetStream gave no PubAck for {subject!r} (Nats-Msg-Id {msg_id!r}) in {deadline:g} s; "
-            f"last error: {error!r}. Is a stream bound to this subject (ensure_stream) and is the server "
-            "reachable?",
+            f"last error: {error!r}. Is a stream bound to this subject (ensure_stream; extra_subjects for "
+            "a service's own events) and is the server reachable?",
             subject=subject,
             msg_id=msg_id,
         ) from error

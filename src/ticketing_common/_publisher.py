@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import ClassVar, Generic, TypeVar
 
 from nats.aio.client import Client
@@ -19,7 +20,6 @@ from ticketing_common._instruments import look_for_tracing
 from ticketing_common._jetstream import RIDE_OUT_DEADLINE, publish_acked
 from ticketing_common._pipeline import Outgoing, publish_acked_many
 from ticketing_common._streams import EVENTS_STREAM, SCHEDULE_SUBJECT_PREFIX
-from ticketing_common._subjects import Subjects
 
 E = TypeVar("E", bound=Event)
 
@@ -47,7 +47,7 @@ class BasePublisher(Generic[E]):
     """
 
     event_type: ClassVar[type[Event]]
-    subject: ClassVar[Subjects]
+    subject: ClassVar[StrEnum]
     timeout: ClassVar[float] = 2.0
     retry_deadline: ClassVar[float] = RIDE_OUT_DEADLINE
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import nats.js.errors
 from nats.js import JetStreamContext
@@ -12,7 +13,7 @@ from ticketing_common._jetstream import RIDE_OUT_DEADLINE, ride_out
 from ticketing_common._subjects import Subjects
 
 EVENTS_STREAM = "TICKETING"
-"""The stream every subject of ``Subjects`` is stored in."""
+"""The stream every subject of ``Subjects`` is stored in (and a service's own, see ``ensure_stream``)."""
 
 DEAD_LETTERS_STREAM = "TICKETING_DEAD_LETTERS"
 """The stream dead letters are stored in, to inspect and replay."""
@@ -45,8 +46,13 @@ async def ensure_stream(  # noqa: PLR0913 - each knob is one stream setting an o
     max_age: float | None = None,
     dead_letter_max_age: float | None = None,
     deadline: float = RIDE_OUT_DEADLINE,
+    extra_subjects: Iterable[str] = (),
 ) -> Streams:
     """Create, or update to this configuration, the streams the ticketing events need. Idempotent.
+
+    An update never removes a subject: a service on an older version of this package (which does not
+    know a newer event's subject) or without a service's own subjects keeps them in the stream, so a
+    rolling deploy cannot take a subject away from the services that publish on it.
 
     Args:
         js: the JetStream context to use.
@@ -59,11 +65,17 @@ async def ensure_stream(  # noqa: PLR0913 - each knob is one stream setting an o
             service replay the whole history, as the original's "deliver all available" expects.
         dead_letter_max_age: seconds a dead letter is kept; None keeps them until inspected and purged.
         deadline: seconds to retry while JetStream does not answer (a cluster electing its leaders).
+        extra_subjects: subjects of a service's own events, beside those of ``Subjects`` (e.g. a
+            ``StrEnum`` of them), stored in the same stream.
     """
     events = StreamConfig(
         name=EVENTS_STREAM,
         description="Events of the ticketing services (ticketing-common)",
-        subjects=[*(subject.value for subject in Subjects), f"{SCHEDULE_SUBJECT_PREFIX}.>"],
+        subjects=[
+            *(subject.value for subject in Subjects),
+            *(str(subject) for subject in extra_subjects),
+            f"{SCHEDULE_SUBJECT_PREFIX}.>",
+        ],
         retention=RetentionPolicy.LIMITS,
         storage=storage,
         num_replicas=replicas,
@@ -97,7 +109,11 @@ async def _create_or_update(js: JetStreamContext, config: StreamConfig, deadline
         except nats.js.errors.BadRequestError as error:
             if error.err_code != _STREAM_NAME_IN_USE:
                 raise
-        return await js.update_stream(config)
+        # An update keeps the subjects the stream has beyond ours (see ensure_stream).
+        ours = config.subjects or []
+        stored = (await js.stream_info(config.name or "")).config.subjects or []
+        kept = [subject for subject in stored if subject not in ours]
+        return await js.update_stream(replace(config, subjects=[*ours, *kept]))
 
     # A service that starts while the cluster elects a leader waits for it instead of failing to start.
     return await ride_out(create_or_update, deadline=deadline, what=f"making stream {config.name}")

@@ -3,7 +3,12 @@
 ``ticketing-contracts export`` writes ``contracts/<version>.json`` (each event's JSON Schema, camelCase as on
 the wire, keyed by subject); ``ticketing-contracts check`` compares the current models with the last
 snapshot and exits 1 when the project's version is lower than the changes need (see ``_compat``);
-``ticketing-contracts asyncapi`` writes an AsyncAPI 3.0 document of every channel.
+``ticketing-contracts asyncapi`` writes an AsyncAPI 3.0 document of every channel;
+``ticketing-contracts typescript`` writes TypeScript declarations for Node services (see ``_typescript``).
+
+Before the first release, ``contracts/baseline.json`` (``ticketing-contracts baseline``) stands for the
+last snapshot: the contracts as they were when the gate started, as version 0.0.0. So a breaking change
+fails the check from that day on, and the first release is a bump of 0.0.0 (``minor`` gives 0.1.0).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +26,11 @@ from ticketing_common import _events
 from ticketing_common._compat import Finding, Level, Rule, compare_contracts, required_level
 from ticketing_common._events import Event
 from ticketing_common._subjects import Subjects
+from ticketing_common._typescript import typescript_files, write_typescript
 from ticketing_common._version import __version__
 
 __all__ = [
+    "BASELINE",
     "Finding",
     "Level",
     "Rule",
@@ -31,17 +39,24 @@ __all__ = [
     "check",
     "compare_contracts",
     "current_contracts",
+    "event_types",
     "format_version",
     "last_snapshot",
     "main",
     "parse_version",
     "required_level",
+    "typescript_files",
     "write_asyncapi",
+    "write_baseline",
     "write_snapshot",
+    "write_typescript",
 ]
 
 Version = tuple[int, int, int]
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+BASELINE = "baseline.json"
+"""The snapshot in a contracts folder that stands for the last release until there is one."""
+BASELINE_VERSION: Version = (0, 0, 0)
 
 
 def event_types() -> list[type[Event]]:
@@ -86,22 +101,37 @@ def bump(version: Version, level: Level) -> Version:
 
 
 def last_snapshot(folder: Path) -> tuple[Version, dict[str, dict[str, Any]]] | None:
-    """The highest version with a snapshot in ``folder`` and its contracts; None if there is none."""
+    """The highest version with a snapshot in ``folder`` and its contracts.
+
+    Without one, the baseline (as version 0.0.0) if there is one, else None.
+    """
     snapshots = {
         parse_version(path.stem): path for path in folder.glob("*.json") if _VERSION.match(path.stem)
     }
-    if not snapshots:
+    if snapshots:
+        version = max(snapshots)
+        path = snapshots[version]
+    elif (folder / BASELINE).is_file():
+        version, path = BASELINE_VERSION, folder / BASELINE
+    else:
         return None
-    version = max(snapshots)
-    contracts: dict[str, dict[str, Any]] = json.loads(snapshots[version].read_text())["events"]
+    contracts: dict[str, dict[str, Any]] = json.loads(path.read_text())["events"]
     return version, contracts
 
 
 def write_snapshot(folder: Path, version: Version) -> Path:
     """Write ``<folder>/<version>.json`` with the current contracts; return its path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{format_version(version)}.json"
-    snapshot = {"version": format_version(version), "events": current_contracts()}
+    return _write(folder / f"{format_version(version)}.json", format_version(version))
+
+
+def write_baseline(folder: Path) -> Path:
+    """Write ``<folder>/baseline.json``: today's contracts, the base of the first release; return its path."""
+    return _write(folder / BASELINE, format_version(BASELINE_VERSION))
+
+
+def _write(path: Path, version: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot = {"version": version, "events": current_contracts()}
     path.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -159,7 +189,7 @@ def write_asyncapi(path: Path, version: str) -> Path:
     return path
 
 
-def _channel_id(subject: Subjects) -> str:
+def _channel_id(subject: StrEnum) -> str:
     first, *rest = re.split(r"[:.\-]", subject.value)
     return first + "".join(part.capitalize() for part in rest)
 
@@ -185,34 +215,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check", help="compare with the last snapshot; exit 1 if the version is too low"
     )
     check_command.add_argument("--version", default=__version__, help="default: the package's version")
+    commands.add_parser("baseline", help="write the baseline the check uses until a first release")
     asyncapi = commands.add_parser("asyncapi", help="write the AsyncAPI 3.0 document")
     asyncapi.add_argument("--output", type=Path, default=Path("contracts/asyncapi.yaml"))
     asyncapi.add_argument("--version", default=__version__)
+    typescript = commands.add_parser("typescript", help="write TypeScript declarations for Node services")
+    typescript.add_argument("--out", type=Path, default=Path("contracts/typescript"))
+    typescript.add_argument("--version", default=__version__)
     args = parser.parse_args(argv)
 
-    if args.command == "export":
-        print(f"wrote {write_snapshot(args.dir, parse_version(args.version))}")
+    writers: dict[str, Callable[[], object]] = {
+        "export": lambda: write_snapshot(args.dir, parse_version(args.version)),
+        "baseline": lambda: write_baseline(args.dir),
+        "asyncapi": lambda: write_asyncapi(args.output, args.version),
+        "typescript": lambda: (
+            f"{len(write_typescript(args.out, event_types(), args.version))} files to {args.out}"
+        ),
+    }
+    if args.command in writers:
+        print(f"wrote {writers[args.command]()}")
         return 0
-    if args.command == "asyncapi":
-        print(f"wrote {write_asyncapi(args.output, args.version)}")
-        return 0
-    version = parse_version(args.version)
-    level, findings, released = check(args.dir)
+    return _check_command(args.dir, args.version)
+
+
+def _check_command(folder: Path, version_text: str) -> int:
+    version = parse_version(version_text)
+    level, findings, released = check(folder)
     if released is None:
-        print(f"no snapshot in {args.dir}: nothing to compare with (run: ticketing-contracts export)")
+        print(f"no snapshot in {folder}: nothing to compare with (run: ticketing-contracts export)")
         return 0
     for finding in findings:
         print(finding)
     needed = bump(released, level)
     since, least = format_version(released), format_version(needed)
+    if released == BASELINE_VERSION:
+        since = "the baseline (nothing released yet)"
     if version < needed:
         print(
             f"FAIL: the contracts changed since {since} in a way that needs a "
-            f"{level.name.lower()} release ({least} or later), but the version is {args.version}",
+            f"{level.name.lower()} release ({least} or later), but the version is {version_text}",
             file=sys.stderr,
         )
         return 1
-    print(f"OK: version {args.version} covers the changes since {since} ({level.name.lower()})")
+    print(f"OK: version {version_text} covers the changes since {since} ({level.name.lower()})")
     return 0
 
 
