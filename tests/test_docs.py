@@ -7,6 +7,8 @@ of the adding-an-event guide, which tests/test_guides.py follows step by step in
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -41,14 +43,23 @@ def test_every_snippet_runs(page: Path, snippet: str, monkeypatch: pytest.Monkey
     run(snippet, page)
 
 
-def test_the_pytest_setting_the_testing_guide_gives_is_the_projects_own() -> None:
-    """The asyncio_mode the testing guide tells users to set is the one this project's tests run with."""
+def test_the_testing_guides_example_passes_with_its_setting(tmp_path: Path) -> None:
+    """A project of the guide's pyproject.toml setting and test file: pytest runs it, with our fixtures."""
     guide = (ROOT / "docs" / "guides" / "testing.md").read_text()
     [toml] = re.findall(r"```toml\n(.*?)```", guide, flags=re.DOTALL)
-    given = tomllib.loads(toml)["tool"]["pytest"]["ini_options"]
-    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
-    assert given == {"asyncio_mode": "auto"}
-    assert ours["asyncio_mode"] == "auto"
+    assert tomllib.loads(toml)["tool"]["pytest"]["ini_options"] == {"asyncio_mode": "auto"}
+    [example] = [snippet for page, snippet in SNIPPETS if page.name == "testing.md"]
+    (tmp_path / "pyproject.toml").write_text(toml)
+    (tmp_path / "test_example.py").write_text(example)
+    ran = subprocess.run(  # noqa: S603 - pytest on the guide's own example
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "1 passed" in ran.stdout
 
 
 async def test_the_web_snippet_serves_what_its_comments_say(monkeypatch: pytest.MonkeyPatch) -> None:
