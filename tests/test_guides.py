@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from commands import NEEDS_GIT_CHECKOUT, ROOT, git, sh
 from ticketing_common.testing import NatsServer
 
-ROOT = Path(__file__).parent.parent
 GUIDE = (ROOT / "docs" / "guides" / "new-event.md").read_text()
 # An edit: where it goes (after a line, or at the end of a file), then the code block to put there.
 EDIT = re.compile(
@@ -23,13 +22,12 @@ EDIT = re.compile(
 PYTHON = re.compile(r"```python\n(.*?)```", flags=re.DOTALL)
 CONSOLE = re.compile(r"```console\n\$ (?P<command>.*?)\n(?P<output>.*?)```", flags=re.DOTALL)
 
-pytestmark = pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the project's git repository")
+pytestmark = NEEDS_GIT_CHECKOUT
 
 
-def sh(cwd: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    git = {"GIT_AUTHOR_NAME": "g", "GIT_AUTHOR_EMAIL": "g@g.invalid", "GIT_COMMITTER_NAME": "g"}
-    env = {**os.environ, "PYTHONPATH": str(cwd / "src"), **git, "GIT_COMMITTER_EMAIL": "g@g.invalid"}
-    return subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=True, check=False)  # noqa: S603
+def in_clone(clone: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in ``clone`` on the clone's own package."""
+    return sh(clone, *command, env={"PYTHONPATH": str(clone / "src")})
 
 
 def follow_the_edits(clone: Path) -> None:
@@ -56,22 +54,22 @@ def expected_output(command: str) -> list[str]:
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This repository, cloned, with the guide's edits made and committed."""
     clone = tmp_path_factory.mktemp("guide") / "ticketing-common"
-    assert sh(ROOT, "git", "clone", "--quiet", str(ROOT), str(clone)).returncode == 0
+    git(ROOT, "clone", "--quiet", str(ROOT), str(clone))
     follow_the_edits(clone)
-    assert sh(clone, "git", "commit", "--quiet", "-am", "ticket:reviewed").returncode == 0
+    git(clone, "commit", "--quiet", "-am", "ticket:reviewed")
     return clone
 
 
 def test_the_contract_check_says_minor_as_the_guide_shows(clone: Path) -> None:
     """Step 5: the check in the clone prints what the guide prints, and passes."""
-    checked = sh(clone, sys.executable, "-m", "ticketing_common.contracts", "check")
+    checked = in_clone(clone, sys.executable, "-m", "ticketing_common.contracts", "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip().splitlines() == expected_output("ticketing-contracts check")
 
 
 def test_node_services_get_the_new_event(clone: Path, tmp_path: Path) -> None:
     """Step 6: the TypeScript declarations have the event and its subject."""
-    written = sh(
+    written = in_clone(
         clone, sys.executable, "-m", "ticketing_common.contracts", "typescript", "--out", f"{tmp_path}"
     )
     assert written.returncode == 0, written.stderr
@@ -111,7 +109,7 @@ def test_the_new_event_is_published_and_consumed(clone: Path, nats_server: NatsS
         asyncio.run(run())
         """
     )
-    ran = sh(clone, sys.executable, "-c", script)
+    ran = in_clone(clone, sys.executable, "-c", script)
     assert ran.returncode == 0, ran.stderr
     assert "t1 5" in ran.stdout
 
@@ -119,11 +117,11 @@ def test_the_new_event_is_published_and_consumed(clone: Path, nats_server: NatsS
 def test_the_release_is_the_minor_the_guide_shows(clone: Path) -> None:
     """Step 7: a dry-run minor release of the clone is 0.1.0 (the baseline's bump) and leaves no trace."""
     passing = f"{sys.executable} -c pass"
-    released = sh(clone, sys.executable, "scripts/release.py", "minor", "--dry-run", "--check", passing)
+    released = in_clone(clone, sys.executable, "scripts/release.py", "minor", "--dry-run", "--check", passing)
     assert released.returncode == 0, released.stdout + released.stderr
     for line in expected_output("nox -s release -- minor --dry-run"):
         assert line in released.stdout
-    assert sh(clone, "git", "status", "--porcelain").stdout == ""
+    assert in_clone(clone, "git", "status", "--porcelain").stdout == ""
 
 
 async def test_an_event_of_a_services_own_is_published_and_consumed(nats_server: NatsServer) -> None:

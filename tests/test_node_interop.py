@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,13 +18,12 @@ from nats.js import JetStreamContext
 
 import tickets.app
 from auth.app import create_app
+from commands import NEEDS_NODE, npm_install
 from node_session import KEY
 from services import running, session_cookie, settings
 from ticketing_common.testing import NatsServer
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or shutil.which("npm") is None, reason="needs node and npm"
-)
+pytestmark = NEEDS_NODE
 # cookie-session 1.x, as the course used: it names the cookie express:sess (2.x says "session").
 NODE_PACKAGES = ["@sgtickets/common@1.0.24", "express@4", "cookie-session@1", "jsonwebtoken@9"]
 
@@ -34,16 +31,7 @@ NODE_PACKAGES = ["@sgtickets/common@1.0.24", "express@4", "cookie-session@1", "j
 @pytest.fixture(scope="module")
 def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The original's shared package and what a course service runs on, installed once."""
-    folder = tmp_path_factory.mktemp("node")
-    installed = subprocess.run(  # noqa: S603 - fixed arguments
-        ["npm", "install", "--silent", "--no-audit", "--no-fund", *NODE_PACKAGES],  # noqa: S607 - npm from PATH
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert installed.returncode == 0, installed.stderr
-    return folder / "node_modules"
+    return npm_install(tmp_path_factory.mktemp("node"), NODE_PACKAGES)
 
 
 @pytest.fixture

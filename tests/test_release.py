@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -14,33 +13,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from commands import NEEDS_GIT_CHECKOUT, ROOT, git, sh
+
 PASSING = f"{sys.executable} -c pass"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Release Test",
-    "GIT_AUTHOR_EMAIL": "release@test.invalid",
-    "GIT_COMMITTER_NAME": "Release Test",
-    "GIT_COMMITTER_EMAIL": "release@test.invalid",
-}
-
-pytestmark = pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the project's git repository")
-
-
-def sh(cwd: Path, *command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own commands
-        command,
-        cwd=cwd,
-        env={**os.environ, **GIT_ENV, **(env or {})},
-        text=True,
-        capture_output=True,
-        check=False,
-    )
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = sh(cwd, "git", *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+pytestmark = NEEDS_GIT_CHECKOUT
 
 
 def release(clone: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

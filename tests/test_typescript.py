@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pytest
 
+from commands import NEEDS_NODE, npm_install, sh
 from ticketing_common import Event, Subjects
 from ticketing_common._events import PaymentCreatedEvent
 from ticketing_common.contracts import (
@@ -28,9 +28,7 @@ from ticketing_common.contracts import (
     write_typescript,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or shutil.which("npm") is None, reason="needs node and npm"
-)
+pytestmark = NEEDS_NODE
 NODE_PACKAGES = [
     "@sgtickets/common@1.0.24",
     "typescript@5",
@@ -41,17 +39,12 @@ NODE_PACKAGES = [
 COURSE_CODE = Path(__file__).parent / "node" / "events"
 
 
-def run(folder: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=folder, capture_output=True, text=True, check=False)  # noqa: S603 - ours
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A Node project with the original package, tsc and ts-json-schema-generator, and the course's code."""
     folder = tmp_path_factory.mktemp("typescript")
     (folder / "package.json").write_text('{"private": true}\n')
-    installed = run(folder, "npm", "install", "--silent", "--no-audit", "--no-fund", *NODE_PACKAGES)
-    assert installed.returncode == 0, installed.stderr
+    npm_install(folder, NODE_PACKAGES)
     for path in COURSE_CODE.iterdir():
         shutil.copy(path, folder)
     return folder
@@ -86,7 +79,7 @@ def test_each_original_declaration_is_ours_but_for_comments(project: Path) -> No
 
 def test_the_course_listeners_and_publishers_compile_unchanged_against_ours(project: Path) -> None:
     """Code written against @sgtickets/common compiles (tsc --strict) with our events in its place; runs."""
-    compiled = run(project, "node_modules/.bin/tsc", "-p", "tsconfig.json")
+    compiled = sh(project, "node_modules/.bin/tsc", "-p", "tsconfig.json")
     assert compiled.returncode == 0, compiled.stdout  # the code is right against the original
     swapped = project / "swapped"
     shutil.copytree(original(project).parent.parent, swapped)
@@ -94,9 +87,9 @@ def test_the_course_listeners_and_publishers_compile_unchanged_against_ours(proj
     config = json.loads((project / "tsconfig.json").read_text())
     config["compilerOptions"].update(baseUrl=".", paths={"@sgtickets/common": ["swapped/build/index.d.ts"]})
     (project / "tsconfig.ours.json").write_text(json.dumps(config))
-    compiled = run(project, "node_modules/.bin/tsc", "-p", "tsconfig.ours.json")
+    compiled = sh(project, "node_modules/.bin/tsc", "-p", "tsconfig.ours.json")
     assert compiled.returncode == 0, compiled.stdout
-    values = run(
+    values = sh(
         project,
         "node",
         "-e",
@@ -108,7 +101,7 @@ def test_the_course_listeners_and_publishers_compile_unchanged_against_ours(proj
 
 def schemas(project: Path, events: Path) -> dict[str, dict[str, Any]]:
     """Subject -> the JSON Schema ts-json-schema-generator derives from each event interface in ``events``."""
-    generated = run(
+    generated = sh(
         project,
         "node_modules/.bin/ts-json-schema-generator",
         "--path",
