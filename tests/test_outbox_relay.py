@@ -1,16 +1,18 @@
-"""The outbox relay: when NATS is down, and with several replicas' relays on one outbox."""
+"""The outbox relay: NATS down, several replicas' relays on one outbox, the rows commits hand it."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import nats
+import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import MetaData, event, func, select
 
 import tickets.app
 from conftest import DatabaseUrl, databases_on, eventually, ticket, wait_until
@@ -171,3 +173,132 @@ async def test_two_relays_on_one_outbox_lose_no_event(
     finally:
         for database in databases:
             await database.dispose()
+
+
+class Statements:
+    """The SQL statements an engine runs on the outbox table, by their first word."""
+
+    def __init__(self, database: Database, table: str = "outbox") -> None:
+        self.words: list[str] = []
+        self.table = table
+        event.listen(database.engine.sync_engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *arguments: object) -> None:
+        statement = str(arguments[2])
+        if f" {self.table}" in statement:
+            self.words.append(statement.split(maxsplit=1)[0].upper())
+
+
+async def started_relay(
+    database_url: DatabaseUrl,
+    nats_client: Client,
+    *,
+    poll_interval: float = 1.0,
+    delete_interval: float = 0.1,
+) -> tuple[Database, Outbox, OutboxRelay]:
+    database = Database(database_url("handoff"))
+    outbox = Outbox(MetaData())
+    await database.create_all(outbox.table.metadata)
+    relay = OutboxRelay(
+        database, outbox, nats_client, poll_interval=poll_interval, delete_interval=delete_interval
+    )
+    relay.start()
+    assert await relay.flush()  # the start's scan is over
+    return database, outbox, relay
+
+
+async def test_committed_rows_are_published_from_memory_and_deleted_together_later(
+    nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
+) -> None:
+    """Each flush publishes its transaction's row without a SELECT of the outbox; one DELETE removes all."""
+    database, outbox, relay = await started_relay(database_url, nats_client, delete_interval=60)
+    statements = Statements(database)
+    try:
+        for number in range(5):
+            async with database.transaction() as session:
+                await outbox.add(session, ticket(number))
+            assert await relay.flush()
+        assert [event["id"] for event in await published(jetstream, "ticket:created")] == [
+            f"t{number}" for number in range(5)
+        ]
+        assert "SELECT" not in statements.words
+        assert await outbox.count(database) == 5  # published, their delete not due for a minute
+        await relay.close()
+        assert await outbox.count(database) == 0
+        assert statements.words.count("DELETE") == 1
+    finally:
+        await relay.close()
+        await database.dispose()
+
+
+async def test_a_row_of_a_rolled_back_savepoint_or_transaction_is_never_published(
+    nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
+) -> None:
+    """Only what committed goes out: the savepoint's row was rolled back, the transaction around it kept."""
+    database, outbox, relay = await started_relay(database_url, nats_client)
+    try:
+        async with database.transaction() as session:
+            await outbox.add(session, ticket(1))
+            savepoint = await session.begin_nested()
+            await outbox.add(session, ticket(2))
+            await savepoint.rollback()
+            async with session.begin_nested():
+                await outbox.add(session, ticket(3))  # released: committed with the transaction
+
+        async def add_then_fail() -> None:
+            async with database.transaction() as session:
+                await outbox.add(session, ticket(4))
+                raise LookupError("rolled back")
+
+        with pytest.raises(LookupError):
+            await add_then_fail()
+        assert await relay.flush()
+        assert sorted(event["id"] for event in await published(jetstream, "ticket:created")) == ["t1", "t3"]
+        await eventually(lambda: outbox_is_empty(database, outbox))
+    finally:
+        await relay.close()
+        await database.dispose()
+
+
+async def test_rows_another_process_committed_are_found_by_the_relays_own_scans(
+    nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
+) -> None:
+    """A row written through another engine (another process) is never handed over: a scan publishes it."""
+    database, outbox, relay = await started_relay(database_url, nats_client, poll_interval=0.2)
+    other = Database(database.url)
+    try:
+        async with other.transaction() as session:
+            await outbox.add(session, ticket(7))
+
+        async def delivered() -> bool:
+            return [event["id"] for event in await published(jetstream, "ticket:created")] == ["t7"]
+
+        await eventually(delivered)
+        await eventually(lambda: outbox_is_empty(database, outbox))
+    finally:
+        await relay.close()
+        await other.dispose()
+        await database.dispose()
+
+
+async def test_a_row_is_stored_as_sqlalchemy_would_store_it(database_url: DatabaseUrl) -> None:
+    """The outbox's INSERT (one trip to aiosqlite's thread on SQLite) reads back as SQLAlchemy wrote it."""
+    database = Database(database_url("row"))
+    outbox = Outbox(MetaData())
+    await database.create_all(outbox.table.metadata)
+    try:
+        before = datetime.now(UTC)
+        async with database.transaction() as session:
+            await outbox.add(session, ticket(1), msg_id="m-1")
+            await outbox.add(session, ticket(2))
+        async with database.sessions() as session:
+            rows = (await session.execute(select(outbox.table).order_by(outbox.table.c.id))).all()
+        assert [(row.subject, row.msg_id, row.data) for row in rows] == [
+            ("ticket:created", "m-1", ticket(1).model_dump_json().encode()),
+            ("ticket:created", "ticket:created:t2:0", ticket(2).model_dump_json().encode()),
+        ]
+        assert rows[0].id < rows[1].id
+        created = rows[0].created_at.replace(tzinfo=rows[0].created_at.tzinfo or UTC)
+        assert before <= created <= datetime.now(UTC)
+    finally:
+        await database.dispose()

@@ -2,52 +2,74 @@
 
 A route that saved a record and then published its event could lose the event (the process dies, NATS
 is down) after the record is committed: the original's flaw 1. Here the event is a row written in the
-same transaction as the record, so both are committed or neither is; the relay publishes rows in order,
-with the event's ``Nats-Msg-Id``, and deletes them after the PubAck. A row published twice (a crash between
-PubAck and delete) is de-duplicated by JetStream, and a late duplicate is ignored by replicas' versions.
-Routes never publish themselves: they wake the relay and wait for it a bounded time, so an outage of NATS
-makes them answer late by at most that time, not queue behind each other's publishes.
+same transaction as the record, so both are committed or neither is; the relay (``_relay.py``) publishes
+the rows with the event's ``Nats-Msg-Id`` and deletes them after the PubAck.
+
+The rows a transaction added are also handed to this process's relay when it commits, so that the relay
+can publish them without reading them back: on SQLite every read waits its turn behind the requests'
+writes. Only what certainly committed is handed over (a session event after the database's COMMIT);
+a row added inside a savepoint, which may yet be rolled back, only tells the relay to read the table.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from nats.aio.client import Client
 from sqlalchemy import (
     Column,
     DateTime,
+    Dialect,
+    Engine,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
-    delete,
+    bindparam,
+    event,
     func,
     insert,
     select,
-    tuple_,
 )
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from ticketing_common import _instruments
 from ticketing_common._events import Event
 from ticketing_common._instruments import look_for_tracing
-from ticketing_common._pipeline import Outgoing, publish_acked_many
-from ticketing_common.errors import PublishError, PublishManyError
+from ticketing_common._pipeline import Outgoing
 
 if TYPE_CHECKING:
     from ticketing_common.sqlalchemy import Database
 
-logger = logging.getLogger("ticketing_common.outbox")
+Committed = tuple[int, Outgoing]
+"""A committed outbox row as its relay publishes it: its id and its message."""
+
+
+class Receiver(Protocol):
+    """What an outbox hands its committed rows to: a started relay of this process."""
+
+    def receive(self, engine: Engine | None, rows: Sequence[Committed], *, complete: bool) -> None:
+        """Rows committed on ``engine`` (None: unknown); ``complete`` False means some were not handed."""
+
+
+@dataclass(slots=True)
+class _Added:
+    """What a session's transaction added to each outbox, until it commits or rolls back."""
+
+    rows: dict[Outbox, list[Committed]] = field(default_factory=dict)
+    # Outboxes that got a row inside a savepoint: it may be rolled back while the transaction commits.
+    unlisted: set[Outbox] = field(default_factory=set)
+
+
+_ADDED = "ticketing_common.outbox"
 
 
 class Outbox:
@@ -55,6 +77,10 @@ class Outbox:
 
     def __init__(self, metadata: MetaData, *, table_name: str = "outbox") -> None:
         look_for_tracing()
+        _listen_to_sessions()
+        self._receivers: list[Receiver] = []
+        # The INSERT as aiosqlite takes it, and each value's conversion (made on first use).
+        self._aiosqlite_insert: tuple[str, list[tuple[str, Any]]] | None = None
         if table_name in metadata.tables:  # a second app of the same service (tests, workers)
             self.table = metadata.tables[table_name]
             return
@@ -74,7 +100,7 @@ class Outbox:
         )
 
     async def count(self, database: Database) -> int:
-        """How many rows wait to be published."""
+        """How many rows wait to be published (or, for a moment after their PubAck, to be deleted)."""
         async with database.sessions() as session:
             return int((await session.execute(select(func.count()).select_from(self.table))).scalar_one())
 
@@ -82,199 +108,90 @@ class Outbox:
         """Queue ``event`` in the session's transaction: it is published only if the transaction commits."""
         tracing = _instruments.TRACING
         carrier = tracing.carrier() if tracing is not None else None
-        await session.execute(
-            insert(self.table).values(
-                subject=str(event.subject),
-                msg_id=msg_id or event.message_id() or uuid.uuid4().hex,
-                data=event.model_dump_json().encode(),
-                created_at=datetime.now(UTC),
-                trace_context=json.dumps(carrier) if carrier else None,
-            )
+        message = Outgoing(
+            str(event.subject),
+            event.model_dump_json().encode(),
+            msg_id or event.message_id() or uuid.uuid4().hex,
+            carrier or None,
         )
+        values = {
+            "subject": message.subject,
+            "msg_id": message.msg_id,
+            "data": message.payload,
+            "created_at": datetime.now(UTC),
+            "trace_context": json.dumps(carrier) if carrier else None,
+        }
+        connection = await session.connection()
+        aiosqlite = connection.dialect.driver == "aiosqlite"
+        driver = (await connection.get_raw_connection()).driver_connection if aiosqlite else None
+        if driver is not None:
+            row = await driver.execute_insert(*self._for_aiosqlite(connection.dialect, values))
+            row_id = None if row is None else int(row[0])
+        else:
+            result = await session.execute(insert(self.table).values(values))
+            key = cast("CursorResult[Any]", result).inserted_primary_key
+            row_id = None if key is None else int(key[0])
+        added: _Added = session.info.setdefault(_ADDED, _Added())
+        if row_id is None or session.in_nested_transaction():
+            added.unlisted.add(self)
+        else:
+            added.rows.setdefault(self, []).append((row_id, message))
+
+    def _for_aiosqlite(self, dialect: Dialect, values: dict[str, Any]) -> tuple[str, list[Any]]:
+        # SQLAlchemy's aiosqlite adapter takes three trips to aiosqlite's thread per statement (cursor,
+        # execute, close), each waiting for a turn of the event loop while the request holds SQLite's only
+        # write connection; on the write path of every request that made the outbox's INSERT cost as much
+        # as the rest of the transaction. aiosqlite's execute_insert is one trip. The statement and the
+        # values' conversions are SQLAlchemy's; engine events (echo, SQL tracing) do not see this one.
+        if self._aiosqlite_insert is None:
+            columns = [column for column in self.table.c if column.name in values]
+            statement = insert(self.table).values({column: bindparam(column.name) for column in columns})
+            compiled = statement.compile(dialect=dialect)
+            types = {column.name: column.type.dialect_impl(dialect) for column in columns}
+            binds = [(name, types[name].bind_processor(dialect)) for name in compiled.positiontup or []]
+            self._aiosqlite_insert = (compiled.string, binds)
+        sql, binds = self._aiosqlite_insert
+        return sql, [values[name] if process is None else process(values[name]) for name, process in binds]
+
+    def hand_to(self, receiver: Receiver) -> None:
+        """Hand ``receiver`` the rows each transaction of this process adds, once it has committed."""
+        self._receivers.append(receiver)
+
+    def stop_handing_to(self, receiver: Receiver) -> None:
+        """Undo ``hand_to``."""
+        if receiver in self._receivers:
+            self._receivers.remove(receiver)
+
+    def _committed(self, engine: Engine | None, rows: Sequence[Committed], *, complete: bool) -> None:
+        for receiver in self._receivers:
+            receiver.receive(engine, rows, complete=complete)
 
 
-class OutboxRelay:
-    """Publishes an outbox's rows: in a background loop, which ``flush()`` wakes after each commit.
+def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: its rows are not committed yet
+        return
+    added: _Added | None = session.info.pop(_ADDED, None)
+    if added is None:
+        return
+    engine = session.bind if isinstance(session.bind, Engine) else None
+    for outbox, rows in added.rows.items():
+        outbox._committed(engine, rows, complete=outbox not in added.unlisted)  # noqa: SLF001 - this module's
+    for outbox in added.unlisted - added.rows.keys():
+        outbox._committed(engine, (), complete=False)  # noqa: SLF001 - this module's
 
-    On PostgreSQL each pass claims its rows (``SELECT ... FOR UPDATE SKIP LOCKED``) until it has published
-    and deleted them, so several replicas' relays share the rows instead of each publishing all of them;
-    rows reach the stream in id order within a pass, not across replicas (listeners order by version).
-    SQLite has no row locks: one replica per SQLite file (a second relay's copies are de-duplicated by
-    JetStream within its duplicate window, not beyond).
 
-    Args:
-        poll_interval: seconds between passes when nothing wakes the loop (rows left after an outage).
-        batch: rows per pass and per claim, published with that many PubAcks outstanding.
-        publish_deadline: seconds a pass's rows may take to get their PubAcks (retries included) before
-            the pass gives up and leaves those not stored for the next one.
-        flush_timeout: the longest ``flush()`` waits; a route answers after at most this long when NATS is
-            down, its event safe in the outbox.
-    """
+def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # rolled back (a commit has taken them already)
+        session.info.pop(_ADDED, None)
 
-    def __init__(  # noqa: PLR0913 - the relay's knobs, all keyword-only
-        self,
-        database: Database,
-        outbox: Outbox,
-        client: Client,
-        *,
-        poll_interval: float = 1.0,
-        batch: int = 500,
-        publish_deadline: float = 5.0,
-        flush_timeout: float = 1.0,
-    ) -> None:
-        self.database = database
-        self.outbox = outbox
-        self.poll_interval = poll_interval
-        self.batch = batch
-        self.publish_deadline = publish_deadline
-        self.flush_timeout = flush_timeout
-        self._js = client.jetstream()
-        self._claims = database.engine.dialect.name == "postgresql"
-        # One pass at a time in this process keeps its rows' order on the stream.
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        # flush() takes a number; a pass that starts after it and ends settles it (and succeeds or not).
-        self._requested = 0
-        self._settled = 0
-        self._succeeded = 0
-        self._progress = asyncio.Condition()
 
-    async def publish_pending(self, all_published: Callable[[], Awaitable[None]] | None = None) -> int:
-        """Publish the rows not claimed by another relay, oldest first; return how many. Stops at a failure.
+_listening: list[bool] = []
 
-        ``all_published`` is awaited once the last rows have their PubAcks, before they are deleted.
 
-        Raises:
-            PublishError: JetStream did not store a row; it and those after it stay queued.
-        """
-        published = 0
-        async with self._lock:
-            while True:
-                rows_done = await self._publish_batch(all_published)
-                published += rows_done
-                # A short batch was all there was: one more SELECT would find nothing, and a route's
-                # flush waits for it (rows committed since then have flushes of their own coming).
-                if rows_done < self.batch:
-                    return published
-
-    async def _publish_batch(self, all_published: Callable[[], Awaitable[None]] | None) -> int:
-        table = self.outbox.table
-        query = select(table.c.id, table.c.subject, table.c.msg_id, table.c.data, table.c.trace_context)
-        query = query.order_by(table.c.id)
-        query = query.limit(self.batch)
-        done: list[tuple[int, str]] = []
-        if not self._claims:
-            async with self.database.sessions() as session:
-                rows = (await session.execute(query)).all()
-            try:
-                await self._publish(rows, done, all_published)
-            finally:
-                if done:
-                    # Another relay on this SQLite file may have deleted these rows and a new row reused
-                    # an id (outboxes made before AUTOINCREMENT): delete the rows as read, never newer.
-                    async with self.database.transaction() as session:
-                        as_read = tuple_(table.c.id, table.c.msg_id).in_(done)
-                        await session.execute(delete(table).where(as_read))
-            return len(done)
-        async with self.database.transaction() as session:
-            rows = (await session.execute(query.with_for_update(skip_locked=True))).all()
-            try:
-                await self._publish(rows, done, all_published)
-            finally:
-                # The published rows go even when a later one failed: the claim ends with this transaction.
-                if done:
-                    await session.execute(delete(table).where(table.c.id.in_([row_id for row_id, _ in done])))
-        return len(done)
-
-    async def _publish(
-        self,
-        rows: Sequence[tuple[int, str, str, bytes, str | None]],
-        done: list[tuple[int, str]],
-        all_published: Callable[[], Awaitable[None]] | None,
-    ) -> None:
-        messages = [
-            Outgoing(subject, data, msg_id, json.loads(trace_context) if trace_context else None)
-            for _, subject, msg_id, data, trace_context in rows
-        ]
-        try:
-            await publish_acked_many(
-                self._js,
-                messages,
-                window=self.batch,
-                timeout=self.publish_deadline,
-                deadline=self.publish_deadline,
-            )
-        except PublishManyError as error:
-            done.extend((rows[index][0], rows[index][2]) for index in error.stored)
-            raise
-        done.extend((row_id, msg_id) for row_id, _, msg_id, _, _ in rows)
-        if all_published is not None and len(rows) < self.batch:  # the pass's last rows
-            await all_published()
-
-    async def flush(self) -> bool:
-        """Have what is committed now published; False (logged) if it is not in JetStream within the timeout.
-
-        A route calls it after its commit, so that its 201 normally means "the event is in JetStream". When
-        NATS is down it answers after ``flush_timeout`` at most, without waiting behind other requests: the
-        event is safe in the outbox and goes out as soon as NATS is back. Without a running loop (``start``)
-        it publishes in place.
-        """
-        if self._task is None:
-            try:
-                await self.publish_pending()
-            except PublishError as error:
-                logger.warning("outbox: %s; rows stay queued", error)
-                return False
-            return True
-        self._requested += 1
-        ticket = self._requested
-        self._wake.set()
-        try:
-            async with asyncio.timeout(self.flush_timeout), self._progress:
-                await self._progress.wait_for(lambda: self._settled >= ticket)
-        except TimeoutError:
-            logger.warning(
-                "outbox: events not in JetStream after %g s; the relay publishes them once it can",
-                self.flush_timeout,
-            )
-            return False
-        return self._succeeded >= ticket
-
-    def start(self) -> None:
-        """Start the background loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-relay")
-
-    async def close(self) -> None:
-        """Stop the background loop; queued rows stay for the next start."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            covers = self._requested
-
-            async def published(covers: int = covers) -> None:
-                # The flushes this pass covers are answered at the PubAcks, not after the rows' delete.
-                self._succeeded = max(self._succeeded, covers)
-                await self._settle(covers)
-
-            try:
-                await self.publish_pending(published)
-            except Exception:
-                logger.exception("outbox relay failed; retrying in %.1f s", self.poll_interval)
-            else:
-                self._succeeded = max(self._succeeded, covers)
-            await self._settle(covers)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-
-    async def _settle(self, covers: int) -> None:
-        async with self._progress:
-            self._settled = max(self._settled, covers)
-            self._progress.notify_all()
+def _listen_to_sessions() -> None:
+    # Every Session of the process: the outbox cannot know which sessionmaker its rows are added through.
+    # A session that added no row pays one dictionary lookup per commit.
+    if not _listening:
+        event.listen(Session, "after_commit", _after_commit)
+        event.listen(Session, "after_transaction_end", _after_transaction_end)
+        _listening.append(True)

@@ -10,7 +10,8 @@ nothing is measured. The metrics (one set per process, in ``metrics().registry``
 - ``ticketing_events_dead_lettered_total{subject,queue_group}``
 - ``ticketing_handler_duration_seconds{subject,queue_group}``: histogram of ``on_message``
 - ``ticketing_publish_duration_seconds{subject}``: histogram from publish to PubAck, retries included
-- ``ticketing_outbox_rows{service}``: events committed and not yet in JetStream
+- ``ticketing_outbox_rows{service}``: events committed and not yet in JetStream (and those published
+  in the last ``delete_interval``, 0.1 s, whose rows the relay deletes together)
 - ``ticketing_consumer_pending_events{queue_group,subject}``: stored, not yet delivered to the group
 
 The two gauges are read from the database and from JetStream when ``/metrics`` is scraped, at most once

@@ -36,7 +36,8 @@ from starlette.requests import HTTPConnection
 from ticketing_common._connection import NatsWrapper
 from ticketing_common._events import Event
 from ticketing_common._listener import BaseListener
-from ticketing_common._outbox import Outbox, OutboxRelay
+from ticketing_common._outbox import Outbox
+from ticketing_common._relay import OutboxRelay
 from ticketing_common._session import SessionConfig
 from ticketing_common._settings import EnvironmentSettings, InvalidEnvironment, read_environment
 from ticketing_common._streams import ensure_stream

@@ -33,7 +33,8 @@ from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
 from ticketing_common._events import VersionedEvent
-from ticketing_common._outbox import Outbox, OutboxRelay
+from ticketing_common._outbox import Outbox
+from ticketing_common._relay import OutboxRelay
 from ticketing_common.errors import DatabaseConnectionError, VersionConflictError
 from ticketing_common.versioning import should_apply
 
