@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,13 +191,15 @@ class Statements:
             self.words.append(statement.split(maxsplit=1)[0].upper())
 
 
+@asynccontextmanager
 async def started_relay(
     database_url: DatabaseUrl,
     nats_client: Client,
     *,
     poll_interval: float = 1.0,
     delete_interval: float = 0.1,
-) -> tuple[Database, Outbox, OutboxRelay]:
+) -> AsyncIterator[tuple[Database, Outbox, OutboxRelay]]:
+    """A database with an outbox, and its relay started (its first scan over); closed after."""
     database = Database(database_url("handoff"))
     outbox = Outbox(MetaData())
     await database.create_all(outbox.table.metadata)
@@ -203,17 +207,20 @@ async def started_relay(
         database, outbox, nats_client, poll_interval=poll_interval, delete_interval=delete_interval
     )
     relay.start()
-    assert await relay.flush()  # the start's scan is over
-    return database, outbox, relay
+    try:
+        assert await relay.flush()
+        yield database, outbox, relay
+    finally:
+        await relay.close()
+        await database.dispose()
 
 
 async def test_committed_rows_are_published_from_memory_and_deleted_together_later(
     nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> None:
     """Each flush publishes its transaction's row without a SELECT of the outbox; one DELETE removes all."""
-    database, outbox, relay = await started_relay(database_url, nats_client, delete_interval=60)
-    statements = Statements(database)
-    try:
+    async with started_relay(database_url, nats_client, delete_interval=60) as (database, outbox, relay):
+        statements = Statements(database)
         for number in range(5):
             async with database.transaction() as session:
                 await outbox.add(session, ticket(number))
@@ -226,17 +233,13 @@ async def test_committed_rows_are_published_from_memory_and_deleted_together_lat
         await relay.close()
         assert await outbox.count(database) == 0
         assert statements.words.count("DELETE") == 1
-    finally:
-        await relay.close()
-        await database.dispose()
 
 
 async def test_a_row_of_a_rolled_back_savepoint_or_transaction_is_never_published(
     nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> None:
     """Only what committed goes out: the savepoint's row was rolled back, the transaction around it kept."""
-    database, outbox, relay = await started_relay(database_url, nats_client)
-    try:
+    async with started_relay(database_url, nats_client) as (database, outbox, relay):
         async with database.transaction() as session:
             await outbox.add(session, ticket(1))
             savepoint = await session.begin_nested()
@@ -255,30 +258,25 @@ async def test_a_row_of_a_rolled_back_savepoint_or_transaction_is_never_publishe
         assert await relay.flush()
         assert sorted(event["id"] for event in await published(jetstream, "ticket:created")) == ["t1", "t3"]
         await eventually(lambda: outbox_is_empty(database, outbox))
-    finally:
-        await relay.close()
-        await database.dispose()
 
 
 async def test_rows_another_process_committed_are_found_by_the_relays_own_scans(
     nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
 ) -> None:
     """A row written through another engine (another process) is never handed over: a scan publishes it."""
-    database, outbox, relay = await started_relay(database_url, nats_client, poll_interval=0.2)
-    other = Database(database.url)
-    try:
-        async with other.transaction() as session:
-            await outbox.add(session, ticket(7))
+    async with started_relay(database_url, nats_client, poll_interval=0.2) as (database, outbox, _relay):
+        other = Database(database.url)
+        try:
+            async with other.transaction() as session:
+                await outbox.add(session, ticket(7))
+        finally:
+            await other.dispose()
 
         async def delivered() -> bool:
             return [event["id"] for event in await published(jetstream, "ticket:created")] == ["t7"]
 
         await eventually(delivered)
         await eventually(lambda: outbox_is_empty(database, outbox))
-    finally:
-        await relay.close()
-        await other.dispose()
-        await database.dispose()
 
 
 async def test_a_row_is_stored_as_sqlalchemy_would_store_it(database_url: DatabaseUrl) -> None:
