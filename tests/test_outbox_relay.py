@@ -300,3 +300,24 @@ async def test_a_row_is_stored_as_sqlalchemy_would_store_it(database_url: Databa
         assert before <= created <= datetime.now(UTC)
     finally:
         await database.dispose()
+
+
+async def test_every_flush_that_succeeds_finds_its_event_in_the_stream_while_the_relay_scans_often(
+    nats_client: Client, jetstream: JetStreamContext, database_url: DatabaseUrl
+) -> None:
+    """Scans every 50 ms among concurrent writers: a flush's True still means "in JetStream".
+
+    A scan of the loop's own accord leaves rows younger than ``poll_interval`` to the memory of the relay;
+    it once also forgot the rows handed to it meanwhile, and their flushes answered True unpublished.
+    """
+    async with started_relay(database_url, nats_client, poll_interval=0.05) as (database, outbox, relay):
+
+        async def write_and_flush(number: int) -> None:
+            async with database.transaction() as session:
+                await outbox.add(session, ticket(number))
+            assert await relay.flush()
+            stored = {event["id"] for event in await published(jetstream, "ticket:created")}
+            assert ticket(number).id in stored
+
+        for start in range(0, 120, 20):
+            await asyncio.gather(*(write_and_flush(number) for number in range(start, start + 20)))

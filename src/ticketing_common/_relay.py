@@ -120,8 +120,10 @@ class OutboxRelay:
     async def _scan(self, all_published: AllPublished | None, *, everything: bool) -> int:
         self._scan_due = False
         self._scanned_at = time.monotonic()
-        # Committed, so in the table: the scan reads them (and those handed while it reads are dropped).
-        self._handed.clear()
+        if everything:
+            # Committed, so in the table: the scan reads them (those handed while it reads are dropped
+            # below). A scan with a cutoff leaves young rows out, so the handed ones stay handed.
+            self._handed.clear()
         ids: set[int] = set()
         try:
             await self._delete_published()  # else the scan would read them again
