@@ -14,6 +14,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 @pytest.mark.parametrize(
     ("script", "printed"),
     [
+        ("hop.py", ["hop, 2,000 events", "raw nats-py push ", "ticketing-common concurrency 8 "]),
         ("outbox_drain.py", ["outbox drain, 500 rows on SQLite"]),
         ("memory.py", ["memory: 20,000 stored events", "ticketing-common ", "raw nats-py push "]),
         ("service.py", ["SQLite with event", "SQLite no event", "SQLite: the event is"]),

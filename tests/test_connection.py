@@ -97,3 +97,12 @@ async def test_an_unused_signal_free_holder_closes_quietly() -> None:
     wrapper = NatsWrapper()
     await wrapper.close()
     await wrapper.wait_closed()
+
+
+def test_an_embedded_server_has_a_process_id_while_it_runs() -> None:
+    """NatsServer.pid names a live process while the server runs (to watch its CPU), and None once stopped."""
+    with NatsServer() as server:
+        pid = server.pid
+        assert pid is not None
+        os.kill(pid, 0)  # raises if no such process
+    assert server.pid is None

@@ -318,10 +318,40 @@ async def test_a_slow_handler_is_kept_alive_not_redelivered(
     await listener.listen()
     await publish(nats_client, 3)
     # A redelivery would arrive while t0 is handled and wait behind it, so "nothing in hand" sees it.
-    await wait_until(lambda: len(listener.handled) >= 3 and not listener._in_hand)
+    await wait_until(lambda: len(listener.handled) >= 3 and not listener._in_hand())
     await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
     await listener.close()
     assert listener.handled == [("t0", 1), ("t1", 1), ("t2", 1)]
+
+
+@pytest.mark.parametrize("prefetch", [1, 3])
+async def test_a_listener_holds_no_more_unacked_events_than_its_prefetch(
+    nats_client: Client, jetstream: JetStreamContext, prefetch: int
+) -> None:
+    """The server never has more than prefetch events delivered and unacked, and the rest still come."""
+    permits: asyncio.Queue[None] = asyncio.Queue()
+
+    class Narrow(Recorder):
+        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
+            await permits.get()
+            await super().on_message(data, msg)
+
+    Narrow.prefetch = prefetch
+    listener = Narrow(nats_client)
+    await publish(nats_client, 8)
+    await listener.listen()
+    await wait_until(lambda: len(listener._in_hand()) == prefetch)
+    info = await listener.consumer_info()
+    assert (info.num_ack_pending, info.num_pending, info.num_waiting) == (prefetch, 8 - prefetch, 0)
+    for settled in range(1, 9):
+        permits.put_nowait(None)
+        await wait_until(lambda settled=settled: len(listener.handled) == settled)  # type: ignore[misc]
+        info = await listener.consumer_info()
+        assert info.num_ack_pending is not None
+        assert info.num_ack_pending <= prefetch
+    await eventually(lambda: consumer_is_settled(jetstream, listener.durable_name))
+    await listener.close()
+    assert listener.ids == [f"t{n}" for n in range(8)]
 
 
 async def test_concurrency_runs_handlers_side_by_side(
@@ -370,7 +400,7 @@ async def test_close_hands_unstarted_events_to_another_replica(
     stuck = Blocked(nats_client)
     await stuck.listen()
     await publish(nats_client, 5)
-    await wait_until(lambda: len(stuck._in_hand) == 5)
+    await wait_until(lambda: len(stuck._in_hand()) == 5)
     closing = asyncio.create_task(stuck.close(timeout=WAIT))
     free = Free(nats_client)
     await free.listen()

@@ -29,13 +29,14 @@ class Handoff(Generic[T]):
     def put(self, item: T) -> None:
         """Add ``item``, waking a waiting task if none is on its way."""
         self.items.append(item)
-        if not self._waking:
+        if self._sleeping and not self._waking:
             self._wake_one()
 
     def take(self) -> T:
         """The oldest item, which must be there (``items`` is not empty)."""
         item = self.items.popleft()
-        if self.items and not self._waking:
+        # Asked once per item: with every task busy (one worker in a burst), no call at all.
+        if self.items and self._sleeping and not self._waking:
             self._wake_one()
         return item
 

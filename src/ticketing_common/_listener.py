@@ -10,6 +10,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -37,6 +38,7 @@ E = TypeVar("E", bound=Event)
 
 logger = logging.getLogger("ticketing_common.listener")
 _MAX_WAITING = 10_000
+_DEBUG = logging.DEBUG
 _NOT_IN_NAMES = re.compile(r"[.:*>]")
 
 # Listeners that are consuming, so that closing the connection holder can stop them first.
@@ -125,9 +127,10 @@ class BaseListener(abc.ABC, Generic[E]):
         look_for_tracing()
         self.client = client
         self._js = js if js is not None else client.jetstream()
+        # Delivered and not finished, kept alive with in-progress acks until handled: those waiting in
+        # the hand-off, and the one each worker handles (its slot).
         self._queue: Handoff[Msg | None] = Handoff()
-        # Delivered and not finished: kept alive with in-progress acks until the handler is done.
-        self._in_hand: dict[int, Msg] = {}
+        self._handling: list[Msg | None] = [None] * cls.concurrency
         # Stream sequences this replica nak'ed to wait for a predecessor: their redelivery is expected.
         self._waiting: OrderedDict[int, None] = OrderedDict()
         self._pull = ContinuousPull(
@@ -135,13 +138,15 @@ class BaseListener(abc.ABC, Generic[E]):
             self._js,
             cls.stream,
             self.consumer_config(),
-            deliver=self._deliver,
-            in_hand=self._in_hand.__len__,
+            deliver=self._queue.put,
+            in_hand=lambda: len(self._in_hand()),
             prefetch=cls.prefetch or max(256, 8 * cls.concurrency),
         )
         self._tasks: list[asyncio.Task[None]] = []
         # A first delivery's ack subject starts so (in the form without a domain): no parse needed.
         self._first_delivery = f"$JS.ACK.{cls.stream}.{self.durable_name}.1."
+        # Looked up once, not per event; the class binds event_type to E, which a ClassVar cannot spell.
+        self._validate: Callable[[bytes], E] = cls.event_type.model_validate_json  # type: ignore[assignment]
 
     @property
     def durable_name(self) -> str:
@@ -182,7 +187,7 @@ class BaseListener(abc.ABC, Generic[E]):
             raise
         name = type(self).__qualname__
         self._tasks = [
-            asyncio.create_task(self._work(), name=f"{name} worker") for _ in range(self.concurrency)
+            asyncio.create_task(self._work(slot), name=f"{name} worker") for slot in range(self.concurrency)
         ]
         self._tasks.append(asyncio.create_task(self._keep_alive(), name=f"{name} keep-alive"))
         _listening.add(self)
@@ -209,7 +214,6 @@ class BaseListener(abc.ABC, Generic[E]):
         await self._pull.stop()
         for msg in self._queue.take_all():
             if msg is not None:
-                self._in_hand.pop(id(msg), None)
                 await self._release(msg)
         workers, keep_alive = self._tasks[:-1], self._tasks[-1]
         self._tasks = []
@@ -219,19 +223,20 @@ class BaseListener(abc.ABC, Generic[E]):
         for task in (*unfinished, keep_alive):
             task.cancel()
         await asyncio.gather(*unfinished, keep_alive, return_exceptions=True)
-        for msg in list(self._in_hand.values()):
+        for msg in self._in_hand():  # handlers that did not finish in time
             await self._release(msg)
-        self._in_hand.clear()
+        self._handling[:] = [None] * len(self._handling)
 
-    def _deliver(self, msg: Msg) -> None:
-        self._in_hand[id(msg)] = msg
-        self._queue.put(msg)
+    def _in_hand(self) -> list[Msg]:
+        """The events delivered and not finished: waiting for a worker, or being handled."""
+        return [msg for msg in (*self._queue.items, *self._handling) if msg is not None]
 
-    async def _work(self) -> None:
+    async def _work(self, slot: int) -> None:
         # Locals: this loop runs once per event, and attribute look-ups are a measurable part of it.
-        queue, in_hand, pull, handle = self._queue, self._in_hand, self._pull, self._handle
+        queue, handling, pull, handle = self._queue, self._handling, self._pull, self._handle
         waiting = queue.items
         while (msg := queue.take() if waiting else await queue.get()) is not None:
+            handling[slot] = msg
             try:
                 await handle(msg)
             except asyncio.CancelledError:
@@ -239,14 +244,13 @@ class BaseListener(abc.ABC, Generic[E]):
             except Exception:
                 # Only the connection can fail here (ack/nak/dead letter): JetStream redelivers.
                 logger.exception("could not settle %s: it will be redelivered", msg.subject)
-            del in_hand[id(msg)]
-            if pull.wants_more:
+            handling[slot] = None
+            if pull.finished():
                 await pull.refill()
 
     async def _handle(self, msg: Msg) -> None:
         try:
-            # The class binds event_type to E, which a ClassVar cannot spell.
-            data: E = self.event_type.model_validate_json(msg.data)  # type: ignore[assignment]
+            data = self._validate(msg.data)
         except pydantic.ValidationError as error:
             await self._dead_letter(msg, f"invalid {self.event_type.__qualname__}: {error}")
             return
@@ -267,7 +271,7 @@ class BaseListener(abc.ABC, Generic[E]):
             else:
                 with tracing.consuming(msg, self.queue_group_name):
                     await self.on_message(data, msg)
-            if logger.isEnabledFor(logging.DEBUG):  # the fields cost time on the hot path
+            if logger.isEnabledFor(_DEBUG):  # the fields cost time on the hot path
                 logger.debug("event handled", extra=self._fields(msg))
         except OutOfOrder as early:
             outcome = "waiting"
@@ -351,7 +355,7 @@ class BaseListener(abc.ABC, Generic[E]):
         # Half of ack_wait leaves a round trip of margin before JetStream would redeliver.
         while True:
             await asyncio.sleep(self.ack_wait / 2)
-            for msg in list(self._in_hand.values()):
+            for msg in self._in_hand():
                 if not msg.is_acked:
                     with contextlib.suppress(nats.errors.Error):
                         await msg.in_progress()

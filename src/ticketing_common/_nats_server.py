@@ -131,6 +131,11 @@ class NatsServer:
         """Whether the server process was started and has not been stopped or killed."""
         return self._process is not None
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (to watch its CPU or memory), else None."""
+        return self._process.pid if self._process is not None else None
+
     def _end(self, *, kill: bool) -> None:
         process, self._process = self._process, None
         if process is None:

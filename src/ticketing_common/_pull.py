@@ -42,10 +42,8 @@ class _Direct(asyncio.Queue[Msg]):
 
     def __init__(self, receive: Callable[[Msg], None]) -> None:
         super().__init__()
-        self._receive = receive
-
-    def put_nowait(self, item: Msg) -> None:
-        self._receive(item)
+        # An attribute, not a method that calls it: nats-py calls put_nowait once per message.
+        self.put_nowait = receive  # type: ignore[method-assign, assignment]
 
 
 def deliver_directly(subscription: Subscription, receive: Callable[[Msg], None]) -> bool:
@@ -63,9 +61,10 @@ def deliver_directly(subscription: Subscription, receive: Callable[[Msg], None])
 class ContinuousPull:
     """Keeps up to ``prefetch`` messages of one durable pull consumer on their way to ``deliver``.
 
-    ``in_hand()`` says how many delivered messages are not finished yet: they count against
-    ``prefetch``, so that no more is fetched than the listener can handle before ``ack_wait`` runs out.
-    After each, ``if pull.wants_more: await pull.refill()``.
+    A message counts against ``prefetch`` from its request until it is finished with, so that no more is
+    fetched than the listener can handle before ``ack_wait`` runs out: after each message delivered,
+    ``if pull.finished(): await pull.refill()``. ``in_hand()`` says how many delivered messages are not
+    finished yet; it is asked when a request ends early, not once per message.
     """
 
     def __init__(  # noqa: PLR0913 - the consumer, where messages go, and the three timings
@@ -97,12 +96,13 @@ class ContinuousPull:
             "idle_heartbeat": int(idle_heartbeat * 1e9),
         }
         self._idle_heartbeat = idle_heartbeat
-        self._outstanding = 0
+        # Requested and not finished: on their way, or in hand. An arrival leaves it as it is, so the
+        # only count per message is its finish.
+        self._open = 0
         self._last_seen = time.monotonic()
-        # Counted per message; the watchdog turns a change into _last_seen once a tick (a clock read
-        # per message costs more).
-        self._received = 0
-        self._received_before = 0
+        # The subscription's count of messages at the watchdog's last tick: a change is a sign of life
+        # (nats-py counts them anyway; a clock read per message costs more).
+        self._delivered_before = 0
         self._inbox = ""
         self._subscription: Subscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -112,6 +112,7 @@ class ContinuousPull:
     async def start(self) -> None:
         """Create or update the consumer, then start pulling."""
         self._stopping = False
+        self._open = self._in_hand()  # what an earlier start requested is not coming
         await self.ensure_consumer()
         self._inbox = self._client.new_inbox()
         # No byte limit: nothing stays in nats-py's queue (the window is bounded by prefetch instead).
@@ -147,39 +148,40 @@ class ContinuousPull:
         """Create the durable consumer, or update it to this configuration."""
         await self._js.add_consumer(self._stream, self._config)
 
-    @property
-    def wants_more(self) -> bool:
-        """Whether half the window is free: call ``refill()`` then (after each message done with)."""
-        # A property, not a coroutine, because it is asked once per message and is almost always False.
-        return self._prefetch - self._outstanding - self._in_hand() >= self._refill_at
+    def finished(self) -> bool:
+        """Count a delivered message as finished with; True if half the window is free: ``refill()`` then."""
+        # Not a coroutine: it runs once per message and almost always answers False.
+        self._open -= 1
+        return self._prefetch - self._open >= self._refill_at
 
     async def refill(self) -> None:
         """Ask for as many messages as the window has room for, if that is at least half of it."""
         await self._refill()
 
     async def _refill(self) -> None:
-        wanted = self._prefetch - self._outstanding - self._in_hand()
+        wanted = self._prefetch - self._open
         # Ask in halves: one request per message would cost a round trip each.
         if wanted < self._refill_at or self._subscription is None or not self._client.is_connected:
             return
         request = {"batch": wanted, **self._request_template}
-        self._outstanding += wanted
+        self._open += wanted
         await self._client.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+
+    def _on_the_way(self) -> int:
+        return self._open - self._in_hand()
 
     async def _on_inbox(self, msg: Msg) -> None:
         self._receive(msg)
 
     def _receive(self, msg: Msg) -> None:
         # Called inside nats-py's parsing of what the server sent: it must not raise, nor wait.
-        self._received += 1
-        status = msg.headers.get(_STATUS) if msg.headers else None
-        if status is None:
-            self._outstanding -= 1
+        headers = msg.headers
+        if headers is None or _STATUS not in headers:
             self._deliver(msg)
             return
+        status = headers[_STATUS]
         if status == _HEARTBEAT:
             return
-        headers = msg.headers or {}
         pending = headers.get(_PENDING_MESSAGES)
         if status == _NO_RESPONDERS or pending is None:
             # The consumer is not there (deleted, or the server is still starting): the watchdog
@@ -191,12 +193,12 @@ class ContinuousPull:
                 status,
                 headers.get("Description", ""),
             )
-            self._outstanding = 0
+            self._open = self._in_hand()
             self._last_seen = 0.0
             return
         # An expired or interrupted request: what it did not deliver is no longer coming.
         with contextlib.suppress(ValueError):
-            self._outstanding = max(0, self._outstanding - int(pending))
+            self._open = max(self._in_hand(), self._open - int(pending))
         refill = asyncio.get_running_loop().create_task(self._refill_soon())
         self._refills.add(refill)  # a task the loop holds only weakly
         refill.add_done_callback(self._refills.discard)
@@ -209,12 +211,13 @@ class ContinuousPull:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._idle_heartbeat)
-            if self._stopping:
+            if self._stopping or self._subscription is None:
                 return
-            if self._received != self._received_before:
-                self._received_before = self._received
+            delivered = self._subscription.delivered  # heartbeats included
+            if delivered != self._delivered_before:
+                self._delivered_before = delivered
                 self._last_seen = time.monotonic()
-            if self._outstanding == 0:
+            if self._on_the_way() <= 0:
                 # No request is open, so no heartbeat is owed; a full window waits for finished().
                 self._last_seen = time.monotonic()
                 if self._in_hand() == 0:
@@ -227,7 +230,7 @@ class ContinuousPull:
                     self._config.durable_name,
                     2 * self._idle_heartbeat,
                 )
-                self._outstanding = 0
+                self._open = self._in_hand()
                 await self._restart()
 
     async def _restart(self) -> None:
