@@ -74,9 +74,10 @@ def standalone(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmark publisher and listener against raw nats-py and FastStream; outbox, memory, a service."""
+    """Benchmark publisher and listener against raw nats-py and FastStream; hop, outbox, memory, a service."""
     install(session, "bench")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+    session.run("python", "benchmarks/hop.py", *session.posargs)
     session.run("python", "benchmarks/outbox_drain.py", *session.posargs)
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/service.py", *session.posargs)

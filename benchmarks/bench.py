@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import platform
 import random
 import statistics
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from importlib.metadata import version
+from pathlib import Path
 
 import nats
 from faststream.nats import JStream, NatsBroker
@@ -414,9 +416,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def main(repeats: int, messages: int, latency_samples: int, kinds: Sequence[str] = ()) -> None:
-    """Run the contenders of ``kinds`` (all, and the latency, by default) and print their tables."""
-    chosen = {kind: CONTENDERS[kind] for kind in kinds or CONTENDERS if kind in CONTENDERS}
+async def main(
+    repeats: int, messages: int, latency_samples: int, kinds: Sequence[str] = (), only: Sequence[str] = ()
+) -> None:
+    """Run the contenders of ``kinds`` (default: all, and the latency), or ``only`` these; print tables."""
+    chosen = {
+        kind: {name: timed for name, timed in CONTENDERS[kind].items() if not only or name in only}
+        for kind in kinds or CONTENDERS
+        if kind in CONTENDERS
+    }
     logging.basicConfig(level=logging.ERROR)
     event_tracing.disable()  # the plain contenders: no telemetry (opentelemetry-api is installed here)
     with NatsServer() as server:
@@ -430,6 +438,7 @@ async def main(repeats: int, messages: int, latency_samples: int, kinds: Sequenc
             f"{platform.machine()}, {repeats} interleaved repeats"
         )
         results: dict[str, dict[str, list[float]]] = {kind: {} for kind in chosen}
+        cpu: dict[str, dict[str, list[tuple[float, float]]]] = {kind: {} for kind in chosen}
         for _ in range(repeats):
             for kind, contenders in chosen.items():
                 names = list(contenders)
@@ -437,8 +446,16 @@ async def main(repeats: int, messages: int, latency_samples: int, kinds: Sequenc
                 for name in names:
                     if kind == "consume":
                         await fill(js, messages)
+                    client_before, server_before = cpu_seconds(server.pid)
                     seconds = await contenders[name](client, js, messages)
+                    client_after, server_after = cpu_seconds(server.pid)
                     results[kind].setdefault(name, []).append(messages / seconds)
+                    cpu[kind].setdefault(name, []).append(
+                        (
+                            (client_after - client_before) / messages * 1e6,
+                            (server_after - server_before) / messages * 1e6,
+                        )
+                    )
         latencies: dict[str, list[float]] = {}
         names = ["ticketing-common", "raw nats-py push", "raw nats-py pull", "FastStream"]
         for _ in range(repeats if not kinds or "latency" in kinds else 0):
@@ -447,23 +464,47 @@ async def main(repeats: int, messages: int, latency_samples: int, kinds: Sequenc
                 latencies.setdefault(name, []).extend(await latency(name, client, js, latency_samples))
         await client.close()
     report(results, latencies)
+    report_cpu(cpu)
+
+
+def cpu_seconds(server_pid: int | None) -> tuple[float, float]:
+    """CPU seconds used so far by this process (all its threads) and by the server (0 where /proc is not)."""
+    server = 0.0
+    stat = Path(f"/proc/{server_pid}/stat")
+    if server_pid is not None and stat.exists():
+        # utime and stime, the 14th and 15th fields; the command name before them may hold spaces.
+        fields = stat.read_text().rpartition(")")[2].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return time.process_time(), server
+
+
+def report_cpu(cpu: dict[str, dict[str, list[tuple[float, float]]]]) -> None:
+    """Print the CPU time per event of this process and of nats-server, medians (they share the cores)."""
+    print(f"\n{'CPU per event (us), medians':<40}{'client':>9}{'server':>9}")
+    for kind, by_name in cpu.items():
+        for name, used in by_name.items():
+            client = statistics.median(mine for mine, _ in used)
+            server = statistics.median(theirs for _, theirs in used)
+            print(f"{kind + ' ' + name:<40}{client:>9.1f}{server:>9.1f}")
 
 
 def report(results: dict[str, dict[str, list[float]]], latencies: dict[str, list[float]]) -> None:
     """Print the throughput table, the telemetry costs and the latency table."""
     # Consume is read against raw push (the target) and the raw pull of the listener's kind; the
-    # publish kinds, against their one raw contender.
-    header = f"{'median':>9}{'min':>9}{'max':>9}{'/ raw push':>11}{'/ raw cpull':>12}"
+    # publish kinds, against their one raw contender. "paired" is the median of each repeat's own ratio
+    # to raw push: a repeat's contenders run back to back, so the machine's drift moves it less.
+    header = f"{'median':>9}{'min':>9}{'max':>9}{'/ raw push':>11}{'paired':>8}{'/ raw cpull':>12}"
     print(f"\n{'throughput (events/s)':<40}{header}")
     for kind, by_name in results.items():
         medians = {name: statistics.median(values) for name, values in by_name.items()}
-        best_raw = max(median for name, median in medians.items() if name.startswith("raw"))
-        push = medians.get("raw nats-py push", best_raw)
-        pull = medians.get("raw nats-py continuous pull", best_raw)
+        raws = [name for name in medians if name.startswith("raw")]
+        push = "raw nats-py push" if "raw nats-py push" in medians else max(raws, key=medians.__getitem__)
+        pull = "raw nats-py continuous pull" if "raw nats-py continuous pull" in medians else push
         for name, values in by_name.items():
             median = medians[name]
+            paired = statistics.median(ours / raw for ours, raw in zip(values, by_name[push], strict=True))
             spread = f"{min(values):>9.0f}{max(values):>9.0f}"
-            ratios = f"{median / push:>10.2f}x{median / pull:>11.2f}x"
+            ratios = f"{median / medians[push]:>10.2f}x{paired:>7.2f}x{median / medians[pull]:>11.2f}x"
             print(f"{kind + ' ' + name:<40}{median:>9.0f}{spread}{ratios}")
     for kind, by_name in results.items():
         if "ticketing-common" not in by_name:
@@ -488,13 +529,22 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="a short run, to check the benchmark works")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
     parser.add_argument(
+        "--messages", type=int, default=5000, help="events per contender and repeat (default 5,000)"
+    )
+    parser.add_argument(
         "--kinds",
         default="",
         help=f"comma-separated, of: {', '.join(CONTENDERS)}, latency (default: all)",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated contender names: only these run (a shorter repeat drifts less)",
+    )
     arguments = parser.parse_args()
     kinds = [kind.strip() for kind in arguments.kinds.split(",") if kind.strip()]
+    only = [name.strip() for name in arguments.only.split(",") if name.strip()]
     if arguments.quick:
-        asyncio.run(main(repeats=1, messages=500, latency_samples=50, kinds=kinds))
+        asyncio.run(main(repeats=1, messages=500, latency_samples=50, kinds=kinds, only=only))
     else:
-        asyncio.run(main(repeats=arguments.repeats, messages=5000, latency_samples=300, kinds=kinds))
+        asyncio.run(main(arguments.repeats, arguments.messages, latency_samples=300, kinds=kinds, only=only))
