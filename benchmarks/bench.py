@@ -32,6 +32,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from counting import counting_listener
 from ticketing_common import EVENTS_STREAM, BaseListener, BasePublisher, TicketCreatedEvent, ensure_stream
 from ticketing_common import opentelemetry as event_tracing
 from ticketing_common._instruments import OBSERVERS
@@ -137,22 +138,9 @@ async def fill(js: JetStreamContext, count: int) -> None:
 
 
 async def consume_ours(client: Client, js: JetStreamContext, count: int, concurrency: int = 1) -> float:
-    handlers = concurrency
     done = asyncio.Event()
-    seen = 0
-
-    class Listener(BaseListener[TicketCreatedEvent]):
-        queue_group_name = f"bench-{uuid.uuid4().hex[:8]}"
-        concurrency = handlers
-
-        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
-            nonlocal seen
-            await msg.ack()
-            seen += 1
-            if seen == count:
-                done.set()
-
-    listener = Listener(client, js=js)
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    listener = counting_listener(group, count, done, concurrency=concurrency)(client, js=js)
     started = time.perf_counter()
     await listener.listen()
     await done.wait()

@@ -24,7 +24,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from ticketing_common import BaseListener, TicketCreatedEvent
+from counting import counting_listener
+from ticketing_common import TicketCreatedEvent
 from ticketing_common import opentelemetry as event_tracing
 from ticketing_common._pull import deliver_directly
 
@@ -79,21 +80,7 @@ async def timed(subscription: Subscription, batch: list[Msg], done: asyncio.Even
 async def listener(count: int, concurrency: int = 1) -> float:
     """CPU µs an event through the listener's pull, hand-off and worker."""
     done = asyncio.Event()
-    seen = 0
-    workers = concurrency
-
-    class Listener(BaseListener[TicketCreatedEvent]):
-        queue_group_name = "hop"
-        concurrency = workers
-
-        async def on_message(self, data: TicketCreatedEvent, msg: Msg) -> None:
-            nonlocal seen
-            await msg.ack()
-            seen += 1
-            if seen == count:
-                done.set()
-
-    consumer = Listener(CLIENT)
+    consumer = counting_listener("hop", count, done, concurrency=concurrency)(CLIENT)
     subscription = Subscription(conn=None, id=1, subject="_INBOX.hop")
     if not deliver_directly(subscription, consumer._pull._receive):  # noqa: SLF001
         raise RuntimeError("nats-py no longer has the queue the pull takes the place of")
