@@ -178,16 +178,11 @@ class OutboxRelay:
         done: list[tuple[int, str]],
         all_published: AllPublished | None,
     ) -> None:
-        messages = [
-            Outgoing(subject, data, msg_id, json.loads(trace_context) if trace_context else None)
-            for _, subject, msg_id, data, trace_context in rows
+        committed = [
+            (row_id, Outgoing(subject, data, msg_id, json.loads(context) if context else None))
+            for row_id, subject, msg_id, data, context in rows
         ]
-        try:
-            await self._publish_messages(messages)
-        except PublishManyError as error:
-            done.extend((rows[index][0], rows[index][2]) for index in error.stored)
-            raise
-        done.extend((row_id, msg_id) for row_id, _, msg_id, _, _ in rows)
+        await self._publish_rows(committed, done)
         if all_published is not None and len(rows) < self.batch:  # the pass's last rows
             await all_published()
 
@@ -195,25 +190,29 @@ class OutboxRelay:
         rows, self._handed = self._handed, []
         rows.sort(key=lambda row: row[0])  # id order, as a scan would read them
         try:
-            await self._publish_messages([message for _, message in rows])
-        except BaseException as error:
+            await self._publish_rows(rows, self._published)
+        except BaseException:
             self._scan_due = True  # those not stored wait in the table
-            if isinstance(error, PublishManyError):
-                self._published.extend((rows[index][0], rows[index][1].msg_id) for index in error.stored)
             raise
-        self._published.extend((row_id, message.msg_id) for row_id, message in rows)
         if all_published is not None:
             await all_published()
 
-    async def _publish_messages(self, messages: list[Outgoing]) -> None:
-        if messages:
+    async def _publish_rows(self, rows: Sequence[Committed], done: list[tuple[int, str]]) -> None:
+        """Publish ``rows``; add to ``done`` (id, msg_id) those stored, also when some were not."""
+        if not rows:
+            return
+        try:
             await publish_acked_many(
                 self._js,
-                messages,
+                [message for _, message in rows],
                 window=self.batch,
                 timeout=self.publish_deadline,
                 deadline=self.publish_deadline,
             )
+        except PublishManyError as error:
+            done.extend((rows[index][0], rows[index][1].msg_id) for index in error.stored)
+            raise
+        done.extend((row_id, message.msg_id) for row_id, message in rows)
 
     def _as_published(self, rows: list[tuple[int, str]]) -> ColumnElement[bool]:
         # Another relay on this SQLite file may have deleted these rows and a new row reused an id
