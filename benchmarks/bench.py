@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from counting import counting_listener
+from counting import counting_callback, counting_listener
 from ticketing_common import EVENTS_STREAM, BaseListener, BasePublisher, TicketCreatedEvent, ensure_stream
 from ticketing_common import opentelemetry as event_tracing
 from ticketing_common._instruments import OBSERVERS
@@ -209,16 +209,7 @@ async def consume_raw_continuous_pull(client: Client, js: JetStreamContext, coun
 
 async def consume_raw_push(client: Client, js: JetStreamContext, count: int) -> float:
     done = asyncio.Event()
-    seen = 0
-
-    async def handle(msg: Msg) -> None:
-        nonlocal seen
-        parse(msg.data)
-        await msg.ack()
-        seen += 1
-        if seen == count:
-            done.set()
-
+    handle = counting_callback(count, done)
     durable = f"raw-push-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     subscription = await js.subscribe(

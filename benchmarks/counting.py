@@ -1,8 +1,9 @@
-"""The listener bench.py and hop.py time: it acks every event and says when it has seen them all."""
+"""The handlers bench.py and hop.py time: each validates and acks every event, and says when all came."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from nats.aio.msg import Msg
 
@@ -28,3 +29,18 @@ def counting_listener(
                 done.set()
 
     return Counting
+
+
+def counting_callback(count: int, done: asyncio.Event) -> Callable[[Msg], Awaitable[None]]:
+    """A raw nats-py callback that validates and acks each event and sets ``done`` at the last."""
+    seen = 0
+
+    async def handle(msg: Msg) -> None:
+        nonlocal seen
+        TicketCreatedEvent.model_validate_json(msg.data)
+        await msg.ack()
+        seen += 1
+        if seen == count:
+            done.set()
+
+    return handle

@@ -24,7 +24,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from counting import counting_listener
+from counting import counting_callback, counting_listener
 from ticketing_common import TicketCreatedEvent
 from ticketing_common import opentelemetry as event_tracing
 from ticketing_common._pull import deliver_directly
@@ -95,17 +95,7 @@ async def listener(count: int, concurrency: int = 1) -> float:
 async def raw_push(count: int) -> float:
     """CPU µs an event through nats-py's subscription queue, its task and an async callback."""
     done = asyncio.Event()
-    seen = 0
-
-    async def handle(msg: Msg) -> None:
-        nonlocal seen
-        TicketCreatedEvent.model_validate_json(msg.data)
-        await msg.ack()
-        seen += 1
-        if seen == count:
-            done.set()
-
-    subscription = Subscription(conn=None, id=1, subject="_INBOX.hop", cb=handle)
+    subscription = Subscription(conn=None, id=1, subject="_INBOX.hop", cb=counting_callback(count, done))
     subscription._start(None)  # type: ignore[no-untyped-call]  # noqa: SLF001 - as subscribe() does
     try:
         return await timed(subscription, messages("hop_ticket_created", count), done)
