@@ -40,7 +40,7 @@ from ticketing_common.prometheus import Metrics
 from ticketing_common.testing import NatsServer
 
 SUBJECT = "ticket:created"
-WINDOW = 256
+WINDOW = 1024
 """PubAcks outstanding in publish_many (its default); nats-py's publish_async allows 4,000."""
 Timed = Callable[[Client, JetStreamContext, int], Awaitable[float]]
 

@@ -1,12 +1,15 @@
-"""The listener's own cost per event, in process: from nats-py's hand-off of a parsed message to the ack.
+"""The listener's and publish_many's own cost per event, in process, beside raw nats-py doing the same.
 
 bench.py times whole runs against a nats-server on the same two cores, so a few hundred nanoseconds an
-event are lost in its spread. This times only the part that differs between the listener and raw nats-py
-push, with no server and no network: messages built once are handed over in bursts, as nats-py's parser
-hands them to a subscription's queue (``put_nowait``), and each contender validates and acks them (the
-ack's publish does nothing here). For raw push that is nats-py's own queue, task and callback; for the
-listener, its pull, its hand-off and its workers, started without a consumer (private parts: this is a
-benchmark of them). CPU time per event, medians of interleaved repeats.
+event are lost in its spread. This times only the part that differs from raw nats-py, with no server and
+no network. Consuming: messages built once are handed over in bursts, as nats-py's parser hands them to
+a subscription's queue (``put_nowait``), and each contender validates and acks them (the ack's publish
+does nothing here). For raw push that is nats-py's own queue, task and callback; for the listener, its
+pull, its hand-off and its workers, started without a consumer (private parts: this is a benchmark of
+them). Publishing: each contender serialises every event and calls ``publish_async`` once for it, on a
+JetStream context whose PubAck futures are done when returned; what is timed beside the raw loop is
+``publish_many``'s checks, window and collection of the PubAcks. CPU time per event, medians of
+interleaved repeats.
 Run: ``nox -s bench`` runs it after bench.py (``-- --quick`` for a short run).
 """
 
@@ -23,9 +26,11 @@ from typing import cast
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from counting import counting_callback, counting_listener
-from ticketing_common import TicketCreatedEvent
+from ticketing_common import BasePublisher, TicketCreatedEvent
 from ticketing_common import opentelemetry as event_tracing
 from ticketing_common._pull import deliver_directly
 
@@ -103,26 +108,83 @@ async def raw_push(count: int) -> float:
         subscription._stop_processing()  # noqa: SLF001
 
 
-CONTENDERS: dict[str, Callable[[int], Awaitable[float]]] = {
+class _Stored:
+    """The JetStream context events are published through: each is stored at once, nothing is sent."""
+
+    def __init__(self) -> None:
+        self._ack = PubAck(stream="EVENTS", seq=1)
+
+    async def publish_async(
+        self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None
+    ) -> asyncio.Future[PubAck]:
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(self._ack)
+        return future
+
+    async def publish_async_completed(self) -> None:
+        """Every PubAck is in when its publish returns."""
+
+
+class _Publisher(BasePublisher[TicketCreatedEvent]):
+    """The package's publisher of the event timed."""
+
+
+def events(count: int) -> list[TicketCreatedEvent]:
+    return [
+        TicketCreatedEvent(id=f"t-{n}", version=0, title="concert", price=20.0, user_id="u1")
+        for n in range(count)
+    ]
+
+
+async def raw_publish_async(count: int) -> float:
+    """CPU µs an event through a publish_async loop and publish_async_completed, as in bench.py."""
+    js, batch = _Stored(), events(count)
+    started = time.process_time()
+    for item in batch:
+        await js.publish_async(
+            "ticket:created", item.model_dump_json().encode(), headers={"Nats-Msg-Id": item.message_id()}
+        )
+    await js.publish_async_completed()
+    return (time.process_time() - started) / count * 1e6
+
+
+async def publish_many(count: int) -> float:
+    """CPU µs an event through ``publish_many`` (its default window)."""
+    publisher, batch = _Publisher(CLIENT, js=cast("JetStreamContext", _Stored())), events(count)
+    started = time.process_time()
+    await publisher.publish_many(batch)
+    return (time.process_time() - started) / count * 1e6
+
+
+Contenders = dict[str, Callable[[int], Awaitable[float]]]
+CONSUMING: Contenders = {
     "raw nats-py push": raw_push,
     "ticketing-common": listener,
     "ticketing-common concurrency 8": lambda count: listener(count, concurrency=8),
 }
+PUBLISHING: Contenders = {
+    "raw nats-py publish_async": raw_publish_async,
+    "ticketing-common publish_many": publish_many,
+}
 
 
 async def main(repeats: int, count: int) -> None:
-    """Run each contender ``repeats`` times, interleaved, and print the medians."""
+    """Run each contender ``repeats`` times, interleaved, and print the medians beside the first's."""
     event_tracing.disable()  # as bench.py's plain contenders
-    results: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    for _ in range(repeats):
-        for name, contender in CONTENDERS.items():
-            gc.collect()
-            results[name].append(await contender(count))
-    print(f"hop, {count:,} events, {repeats} repeats: CPU µs per event (median, min), beside raw push")
-    raw = statistics.median(results["raw nats-py push"])
-    for name, values in results.items():
-        median = statistics.median(values)
-        print(f"{name:<32}{median:>8.2f}{min(values):>8.2f}{median - raw:>+9.2f}")
+    for kind, contenders in (("consume", CONSUMING), ("publish many", PUBLISHING)):
+        results: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(repeats):
+            for name, contender in contenders.items():
+                gc.collect()
+                results[name].append(await contender(count))
+        raw = next(iter(results))
+        baseline = statistics.median(results[raw])
+        print(
+            f"hop, {kind}, {count:,} events, {repeats} repeats: CPU µs per event (median, min), beside {raw}"
+        )
+        for name, values in results.items():
+            median = statistics.median(values)
+            print(f"{name:<32}{median:>8.2f}{min(values):>8.2f}{median - baseline:>+9.2f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,14 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 @pytest.mark.parametrize(
     ("script", "printed"),
     [
-        ("hop.py", ["hop, 2,000 events", "raw nats-py push ", "ticketing-common concurrency 8 "]),
+        (
+            "hop.py",
+            [
+                "hop, consume, 2,000 events",
+                "ticketing-common concurrency 8 ",
+                "ticketing-common publish_many ",
+            ],
+        ),
         ("outbox_drain.py", ["outbox drain, 500 rows on SQLite"]),
         ("memory.py", ["memory: 20,000 stored events", "ticketing-common ", "raw nats-py push "]),
         ("service.py", ["SQLite with event", "SQLite no event", "SQLite: the event is"]),

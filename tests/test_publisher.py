@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -141,9 +142,9 @@ async def test_publish_rides_out_a_server_restart() -> None:
 
 
 async def test_publish_many_stores_in_order_with_the_ids_publish_would_give(
-    jetstream: JetStreamContext,
+    jetstream: JetStreamContext, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """500 events through a window of 64: PubAcks in order, consecutive sequences, the same message ids."""
+    """500 events through a window of 64: PubAcks in order, the ids publish gives; duplicates logged."""
     publisher = TicketCreatedPublisher(jetstream._nc)
     events = [ticket(number) for number in range(1, 501)]
     acks = await publisher.publish_many(events, window=64)
@@ -152,8 +153,11 @@ async def test_publish_many_stores_in_order_with_the_ids_publish_would_give(
         stored = await jetstream.get_msg(EVENTS_STREAM, ack.seq)
         assert (stored.headers or {})["Nats-Msg-Id"] == event.message_id()
         assert TicketCreatedEvent.model_validate_json(stored.data or b"") == event
-    again = await publisher.publish_many(events[:10])
+    with caplog.at_level(logging.INFO, logger="ticketing_common.publisher"):
+        again = await publisher.publish_many(events[:10])
     assert [ack.duplicate for ack in again] == [True] * 10
+    logged = [record.msg_id for record in caplog.records if record.getMessage().startswith("duplicate")]
+    assert logged == [event.message_id() for event in events[:10]]
     assert (await jetstream.stream_info(EVENTS_STREAM)).state.messages == 500
 
 

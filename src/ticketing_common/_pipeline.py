@@ -10,6 +10,7 @@ those retried: they come after the ones that did not need to be.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -21,11 +22,12 @@ from nats.js.api import Header, PubAck
 
 from ticketing_common import _instruments
 from ticketing_common._instruments import Sent
-from ticketing_common._jetstream import TRANSIENT_ERRORS, publish_stored, stored
+from ticketing_common._jetstream import TRANSIENT_ERRORS, logger, publish_stored, stored
 from ticketing_common.errors import PublishError, PublishManyError
 
 # What a PubAck's future can end with: a transient failure is retried, a refusal is final.
 _SETTLE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, nats.js.errors.APIError)
+_MSG_ID = Header.MSG_ID.value
 
 
 class Outgoing(NamedTuple):
@@ -82,61 +84,68 @@ class _Pipeline:
 
     async def send(self, window: int) -> None:
         """Send every message, waiting for the oldest PubAck whenever ``window`` are outstanding."""
+        # This loop and _take_arrived run once per event: the names they use are bound here, not looked
+        # up each time, and nothing is called that a plain publish does not need.
         tracing = _instruments.TRACING
+        publish_async = self.js.publish_async
+        in_flight = self.in_flight
+        keep_headers = self.headers.append
+        now = time.perf_counter
         try:
-            for index, message in enumerate(self.messages):
-                headers = {**(message.headers or {}), Header.MSG_ID: message.msg_id}
-                self.headers.append(headers)
+            for index, (subject, payload, msg_id, extra) in enumerate(self.messages):
+                headers = {_MSG_ID: msg_id} if extra is None else {**extra, _MSG_ID: msg_id}
+                keep_headers(headers)
                 if tracing is not None:
-                    self.spans[index] = tracing.sending(message.subject, message.msg_id, headers)
-                started = time.perf_counter()
+                    self.spans[index] = tracing.sending(subject, msg_id, headers)
+                started = now()
                 try:
-                    future = await self.js.publish_async(message.subject, message.payload, headers=headers)
+                    future = await publish_async(subject, payload, headers=headers)
                 except TRANSIENT_ERRORS as error:
                     self.errors[index] = error
                     continue
-                self.in_flight.append((index, future, started))
-                if len(self.in_flight) >= window:
+                in_flight.append((index, future, started))
+                if len(in_flight) >= window:
                     await self._settle_oldest()
-            while self.in_flight:
+            while in_flight:
                 await self._settle_oldest()
         finally:
-            for _, future, _ in self.in_flight:  # cancelled midway: nothing left waiting on a PubAck
+            for _, future, _ in in_flight:  # cancelled midway: nothing left waiting on a PubAck
                 future.cancel()
 
     async def _settle_oldest(self) -> None:
         """Wait for the oldest PubAck, then take every one that has arrived meanwhile."""
-        index, future, started = self.in_flight.popleft()
+        index, future, started = self.in_flight[0]
         if not future.done():
             # Each PubAck is awaited up to ``timeout`` after its own send, not after the previous one's:
             # a window of lost messages times out together, not one after the other.
             remaining = max(0.0, started + self.timeout - time.perf_counter())
             await asyncio.wait((future,), timeout=remaining)  # raises nothing: the future says how it ended
-        if future.done():
-            self._settled(index, future, started)
-        else:
-            future.cancel()  # nats-py then forgets it and frees its slot
-            self.errors[index] = TimeoutError(f"no PubAck in {self.timeout:g} s")
+            if not future.done():
+                self.in_flight.popleft()
+                future.cancel()  # nats-py then forgets it and frees its slot
+                self.errors[index] = TimeoutError(f"no PubAck in {self.timeout:g} s")
         # The PubAcks of a whole burst have usually arrived by now: taking them all without yielding
         # lets the next sends go out together, in one write, as nats-py's own pipelining does.
-        while self.in_flight and self.in_flight[0][1].done():
-            self._settled(*self.in_flight.popleft())
+        self._take_arrived()
 
-    def _settled(self, index: int, future: asyncio.Future[PubAck], started: float) -> None:
-        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
-        if error is None:
-            self._stored(index, future.result(), time.perf_counter() - started)
-        elif isinstance(error, _SETTLE_ERRORS):
-            self.errors[index] = error
-        else:
-            raise error
-
-    def _stored(self, index: int, ack: PubAck, seconds: float) -> None:
-        self.acks[index] = ack
-        message = self.messages[index]
-        stored(message.subject, message.msg_id, ack, seconds)
-        if (sent := self.spans.pop(index, None)) is not None:
-            sent(None)
+    def _take_arrived(self) -> None:
+        """Take the PubAcks at the head of the window that have arrived, in order."""
+        in_flight, acks, errors, spans = self.in_flight, self.acks, self.errors, self.spans
+        # Told per event only if someone listens: metrics, a debug log (duplicates are always told).
+        report = bool(_instruments.OBSERVERS) or logger.isEnabledFor(logging.DEBUG)
+        while in_flight and in_flight[0][1].done():
+            index, future, started = in_flight.popleft()
+            try:
+                ack = future.result()  # a cancelled future raises CancelledError: not ours to swallow
+            except _SETTLE_ERRORS as error:
+                errors[index] = error
+                continue
+            acks[index] = ack
+            if report or ack.duplicate:
+                message = self.messages[index]
+                stored(message.subject, message.msg_id, ack, time.perf_counter() - started)
+            if spans and (sent := spans.pop(index, None)) is not None:
+                sent(None)
 
     async def retry(self) -> None:
         """Publish again, one at a time and in order, what failed transiently; stop at the first failure."""
