@@ -106,7 +106,7 @@ class BasePublisher(Generic[E]):
         """
         event_type = self.event_type
         for event in events:
-            if type(event) is not event_type:
+            if type(event) is not event_type:  # the check inline: it runs once per event
                 self._check_type(event)
         messages = [
             Outgoing(self.subject, event.model_dump_json().encode(), event.message_id() or uuid.uuid4().hex)
