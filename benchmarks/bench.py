@@ -42,6 +42,8 @@ from ticketing_common.testing import NatsServer
 SUBJECT = "ticket:created"
 WINDOW = 1024
 """PubAcks outstanding in publish_many (its default); nats-py's publish_async allows 4,000."""
+PREFETCH = 256
+"""Events raw continuous pull keeps requested, as the listener does by default (its ``prefetch``)."""
 Timed = Callable[[Client, JetStreamContext, int], Awaitable[float]]
 
 
@@ -181,8 +183,8 @@ async def consume_raw_continuous_pull(client: Client, js: JetStreamContext, coun
 
     async def pull() -> None:
         nonlocal outstanding
-        request = {"batch": WINDOW - outstanding, "expires": 30_000_000_000}
-        outstanding = WINDOW
+        request = {"batch": PREFETCH - outstanding, "expires": 30_000_000_000}
+        outstanding = PREFETCH
         await client.publish(next_message, json.dumps(request).encode(), reply=inbox)
 
     async def handle(msg: Msg) -> None:
@@ -195,7 +197,7 @@ async def consume_raw_continuous_pull(client: Client, js: JetStreamContext, coun
         seen += 1
         if seen == count:
             done.set()
-        if outstanding <= WINDOW // 2:
+        if outstanding <= PREFETCH // 2:
             await pull()
 
     subscription = await client.subscribe(inbox, cb=handle)
