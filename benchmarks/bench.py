@@ -168,12 +168,14 @@ async def consume_raw_pull(client: Client, js: JetStreamContext, count: int) -> 
     return elapsed
 
 
-async def consume_raw_continuous_pull(client: Client, js: JetStreamContext, count: int) -> float:
-    """The listener's kind of consumer at its barest: pull requests for a window, one inbox callback."""
-    done = asyncio.Event()
-    seen = outstanding = 0
-    durable = f"raw-cpull-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
+async def raw_continuous_pull(
+    client: Client, js: JetStreamContext, durable: str, handle: Callable[[Msg], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    """Pull from a new durable consumer as the listener does, at its barest; return what stops it.
+
+    ``PREFETCH`` events are requested, more as half of them are handled, all through one inbox callback.
+    """
+    outstanding = 0
     await js.add_consumer(
         EVENTS_STREAM,
         ConsumerConfig(durable_name=durable, filter_subject=SUBJECT, ack_policy=AckPolicy.EXPLICIT),
@@ -187,24 +189,28 @@ async def consume_raw_continuous_pull(client: Client, js: JetStreamContext, coun
         outstanding = PREFETCH
         await client.publish(next_message, json.dumps(request).encode(), reply=inbox)
 
-    async def handle(msg: Msg) -> None:
-        nonlocal seen, outstanding
+    async def on_inbox(msg: Msg) -> None:
+        nonlocal outstanding
         if msg.headers and "Status" in msg.headers:  # a heartbeat or the end of a request
             return
         outstanding -= 1
-        parse(msg.data)
-        await msg.ack()
-        seen += 1
-        if seen == count:
-            done.set()
+        await handle(msg)
         if outstanding <= PREFETCH // 2:
             await pull()
 
-    subscription = await client.subscribe(inbox, cb=handle)
+    subscription = await client.subscribe(inbox, cb=on_inbox)
     await pull()
+    return subscription.unsubscribe
+
+
+async def consume_raw_continuous_pull(client: Client, js: JetStreamContext, count: int) -> float:
+    done = asyncio.Event()
+    durable = f"raw-cpull-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    stop = await raw_continuous_pull(client, js, durable, counting_callback(count, done))
     await done.wait()
     elapsed = time.perf_counter() - started
-    await subscription.unsubscribe()
+    await stop()
     await js.delete_consumer(EVENTS_STREAM, durable)
     return elapsed
 
@@ -329,6 +335,13 @@ async def latency(kind: str, client: Client, js: JetStreamContext, count: int) -
     arrived: asyncio.Queue[float] = asyncio.Queue()
     durable = f"lat-{uuid.uuid4().hex[:8]}"
     stop: Callable[[], Awaitable[object]]
+
+    async def handle(msg: Msg) -> None:
+        """The raw contenders' handler: validate, note the time, ack."""
+        parse(msg.data)
+        arrived.put_nowait(time.perf_counter())
+        await msg.ack()
+
     if kind == "ticketing-common":
 
         class Listener(BaseListener[TicketCreatedEvent]):
@@ -342,16 +355,12 @@ async def latency(kind: str, client: Client, js: JetStreamContext, count: int) -
         await listener.listen()
         durable, stop = listener.durable_name, listener.close
     elif kind == "raw nats-py push":
-
-        async def handle(msg: Msg) -> None:
-            parse(msg.data)
-            arrived.put_nowait(time.perf_counter())
-            await msg.ack()
-
         subscription = await js.subscribe(
             SUBJECT, durable=durable, stream=EVENTS_STREAM, cb=handle, manual_ack=True
         )
         stop = subscription.unsubscribe
+    elif kind == "raw nats-py continuous pull":
+        stop = await raw_continuous_pull(client, js, durable, handle)
     elif kind == "raw nats-py pull":
         pull = await js.pull_subscribe(SUBJECT, durable=durable, stream=EVENTS_STREAM)
 
@@ -438,7 +447,13 @@ async def main(
                         )
                     )
         latencies: dict[str, list[float]] = {}
-        names = ["ticketing-common", "raw nats-py push", "raw nats-py pull", "FastStream"]
+        names = [
+            "ticketing-common",
+            "raw nats-py push",
+            "raw nats-py continuous pull",
+            "raw nats-py pull",
+            "FastStream",
+        ]
         for _ in range(repeats if not kinds or "latency" in kinds else 0):
             random.shuffle(names)
             for name in names:
