@@ -130,6 +130,7 @@ class _Publisher(BasePublisher[TicketCreatedEvent]):
 
 
 def events(count: int) -> list[TicketCreatedEvent]:
+    """``count`` events of distinct ids, so of distinct message ids."""
     return [
         TicketCreatedEvent(id=f"t-{n}", version=0, title="concert", price=20.0, user_id="u1")
         for n in range(count)
