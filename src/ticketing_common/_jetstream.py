@@ -134,6 +134,15 @@ async def publish_stored(  # noqa: PLR0913 - publish_acked's arguments, its head
     return ack
 
 
+def told_of_every_publish() -> bool:
+    """Whether ``stored()`` has someone to tell of a publish that is not a duplicate: observers, a debug log.
+
+    A duplicate is always told (logged); a caller that settles many PubAcks at once asks this once and
+    calls ``stored()`` only for those.
+    """
+    return bool(OBSERVERS) or logger.isEnabledFor(logging.DEBUG)
+
+
 def stored(subject: str, msg_id: str, ack: PubAck, seconds: float) -> None:
     """Report an event JetStream acknowledged ``seconds`` after its publish began: observers, logs."""
     for observer in OBSERVERS:

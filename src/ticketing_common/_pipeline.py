@@ -10,7 +10,6 @@ those retried: they come after the ones that did not need to be.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from nats.js.api import Header, PubAck
 
 from ticketing_common import _instruments
 from ticketing_common._instruments import Sent
-from ticketing_common._jetstream import TRANSIENT_ERRORS, logger, publish_stored, stored
+from ticketing_common._jetstream import TRANSIENT_ERRORS, publish_stored, stored, told_of_every_publish
 from ticketing_common.errors import PublishError, PublishManyError
 
 # What a PubAck's future can end with: a transient failure is retried, a refusal is final.
@@ -131,8 +130,7 @@ class _Pipeline:
     def _take_arrived(self) -> None:
         """Take the PubAcks at the head of the window that have arrived, in order."""
         in_flight, acks, errors, spans = self.in_flight, self.acks, self.errors, self.spans
-        # Told per event only if someone listens: metrics, a debug log (duplicates are always told).
-        report = bool(_instruments.OBSERVERS) or logger.isEnabledFor(logging.DEBUG)
+        report = told_of_every_publish()  # else only duplicates are told
         while in_flight and in_flight[0][1].done():
             index, future, started = in_flight.popleft()
             try:
