@@ -59,6 +59,8 @@ class Run:
 
     acked: list[str] = field(default_factory=list)
     unacked: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    """Why each unacked event was given up: the publish's last error, for the table."""
     stalls: list[float] = field(default_factory=list)
     faults: list[tuple[str, float]] = field(default_factory=list)
     """Each fault's name and wall-clock time."""
@@ -217,8 +219,9 @@ async def publish_all(client: Client, run: Run) -> None:
         started = time.monotonic()
         try:
             await publisher.publish(event)
-        except PublishError:
+        except PublishError as error:
             run.unacked.append(event.id)
+            run.refusals.append(f"{event.id}: {error.__cause__ or error!r}")
         else:
             run.acked.append(event.id)
         run.stalls.append(time.monotonic() - started)
@@ -285,6 +288,8 @@ async def test_no_acknowledged_event_is_lost_through_kill_9(
             print(f"  {time.strftime('%H:%M:%S', time.localtime(at))}  {name}")  # noqa: T201
         for name, value in table:
             print(f"  {name:<56} {value:>10}")  # noqa: T201
+        for refusal in run.refusals:
+            print(f"  refused {refusal}")  # noqa: T201
     assert len(run.faults) == 4
     assert lost == set()
     assert run.unacked == []  # the default retry deadline rode out every election

@@ -38,6 +38,19 @@ On the 2-core test machine a three-node cluster took up to 10.3 s to elect a str
 node was killed at once (4.5 to 9.1 s after one node): 30 s is about three times that, and well inside
 the 120 s duplicate window within which a retried message id is still de-duplicated."""
 
+# JetStream's answers that are not its decision on a publish: "duplicate message id is in process" (a
+# stream leader still proposing an earlier attempt with this message id, which may yet be stored; a
+# retry gets its PubAck, marked duplicate, once it is).
+_UNDECIDED = frozenset({10158})
+
+
+def transient(error: BaseException) -> bool:
+    """Whether the same operation may succeed a moment later: one of ``TRANSIENT_ERRORS``, or undecided."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    return isinstance(error, nats.js.errors.APIError) and error.err_code in _UNDECIDED
+
+
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
 
@@ -55,7 +68,9 @@ async def ride_out(operation: Callable[[], Awaitable[T]], *, deadline: float, wh
         attempt += 1
         try:
             return await operation()
-        except TRANSIENT_ERRORS as error:
+        except Exception as error:
+            if not transient(error):
+                raise
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
                 error.add_note(f"{what}: gave up after {attempt} attempts in {deadline:g} s")
@@ -116,20 +131,22 @@ async def publish_stored(  # noqa: PLR0913 - publish_acked's arguments, its head
     started = time.perf_counter()
     try:
         ack = await ride_out(publish, deadline=deadline, what=f"publish to {subject} (Nats-Msg-Id {msg_id})")
-    except TRANSIENT_ERRORS as error:
-        raise PublishError(
-            f"JetStream gave no PubAck for {subject!r} (Nats-Msg-Id {msg_id!r}) in {deadline:g} s; "
-            f"last error: {error!r}. Is a stream bound to this subject (ensure_stream; extra_subjects for "
-            "a service's own events) and is the server reachable?",
-            subject=subject,
-            msg_id=msg_id,
-        ) from error
-    except nats.js.errors.APIError as error:
-        raise PublishError(
-            f"JetStream refused {subject!r} (Nats-Msg-Id {msg_id!r}): {error}",
-            subject=subject,
-            msg_id=msg_id,
-        ) from error
+    except Exception as error:
+        if transient(error):
+            raise PublishError(
+                f"JetStream gave no PubAck for {subject!r} (Nats-Msg-Id {msg_id!r}) in {deadline:g} s; "
+                f"last error: {error!r}. Is a stream bound to this subject (ensure_stream; extra_subjects "
+                "for a service's own events) and is the server reachable?",
+                subject=subject,
+                msg_id=msg_id,
+            ) from error
+        if isinstance(error, nats.js.errors.APIError):
+            raise PublishError(
+                f"JetStream refused {subject!r} (Nats-Msg-Id {msg_id!r}): {error}",
+                subject=subject,
+                msg_id=msg_id,
+            ) from error
+        raise
     stored(subject, msg_id, ack, time.perf_counter() - started)
     return ack
 

@@ -21,7 +21,13 @@ from nats.js.api import Header, PubAck
 
 from ticketing_common import _instruments
 from ticketing_common._instruments import Sent
-from ticketing_common._jetstream import TRANSIENT_ERRORS, publish_stored, stored, told_of_every_publish
+from ticketing_common._jetstream import (
+    TRANSIENT_ERRORS,
+    publish_stored,
+    stored,
+    told_of_every_publish,
+    transient,
+)
 from ticketing_common.errors import PublishError, PublishManyError
 
 # What a PubAck's future can end with: a transient failure is retried, a refusal is final.
@@ -148,7 +154,7 @@ class _Pipeline:
     async def retry(self) -> None:
         """Publish again, one at a time and in order, what failed transiently; stop at the first failure."""
         for index in sorted(self.errors):
-            if not isinstance(self.errors[index], TRANSIENT_ERRORS):
+            if not transient(self.errors[index]):
                 continue  # refused by the stream: it would be refused again
             message = self.messages[index]
             try:
